@@ -1,0 +1,359 @@
+"""An explainable graph: the traced model with BatchNorm folded, in-place ops removed, kinds known.
+
+Canonization works on the traced copy, never on the user's model. It
+- turns in-place operations (``ReLU(inplace=True)``, ``x += y``, ``relu_``) into out-of-place ones, so
+  every intermediate value stays available for the reverse pass;
+- gives every convolution and dense layer, module or functional, an explicit :class:`Affine`;
+- folds each BatchNorm into the weighted layer before it (``W' = W a``, ``b' = b a + c`` with
+  ``a = gamma / sqrt(var + eps)``, ``c = beta - mean a``), or into the dense / unpadded convolution
+  after it (``W' = W diag(a)``, ``b' = b + W c``); other BatchNorms stay as elementwise affine layers;
+- marks which values are non-negative whatever the input (after a ReLU), so rules can skip passes;
+- marks the first weighted layers: those that consume the input in the graph.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .kinds import BATCHNORMS, makes_nonnegative, node_kind
+from .linear import Affine
+from .trace import owner, trace
+
+_OUT_OF_PLACE = {
+    F.relu_: F.relu, torch.relu_: torch.relu, operator.iadd: operator.add, operator.isub: operator.sub,
+    operator.imul: operator.mul, operator.itruediv: operator.truediv,
+}
+_PASS_THROUGH_NONNEG = {"structure", "maxpool", "avgpool", "sum"}
+
+
+@dataclass
+class Step:
+    """One node of the explainable graph.
+
+    ``inputs`` are the input-dependent nodes feeding it; ``module`` is the called module, or for a
+    functional call the innermost module it was traced in (used to match rules by layer type).
+    """
+
+    node: fx.Node
+    kind: str
+    path: str
+    module: nn.Module | None
+    inputs: list[fx.Node] = field(default_factory=list)
+    affine: Affine | None = None
+    nonnegative: bool = False
+    first: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def describe(self) -> str:
+        what = type(self.module).__name__ if self.module is not None and self.node.op == "call_module" else (
+            getattr(self.node.target, "__name__", str(self.node.target)))
+        return f"{self.path or '<top>'} ({what})"
+
+
+class ExplainableGraph:
+    """A traced, canonized copy of a model that runs forward keeping every intermediate value."""
+
+    def __init__(self, model: nn.Module, leaf_types: tuple[type, ...] = (), leaf_names: tuple[str, ...] = (),
+                 fold_batchnorm: bool = True):
+        self.module = trace(model, leaf_types, leaf_names)
+        self.graph = self.module.graph
+        self._remove_inplace()
+        self.steps: dict[fx.Node, Step] = {}
+        self._constants: dict[fx.Node, Any] = {}
+        placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
+        if not placeholders:
+            raise ValueError("the model's forward takes no input")
+        self.input = placeholders[0]
+        self._defaults = {n: n.args[0] for n in placeholders[1:] if n.args}
+        for extra in placeholders[1:]:
+            if extra not in self._defaults:
+                raise ValueError(
+                    f"the model's forward takes several inputs ({', '.join(p.name for p in placeholders)}); "
+                    "explanations need a single input tensor: wrap the model"
+                )
+        self.output = self._output_node()
+        self._build_steps()
+        if fold_batchnorm:
+            self._fold_batchnorms()
+        self._mark_nonnegative()
+        self._mark_first_layers()
+
+    # construction -------------------------------------------------------------------------------
+    def _remove_inplace(self) -> None:
+        for module in self.module.modules():
+            if getattr(module, "inplace", False) is True:
+                module.inplace = False
+        for node in self.graph.nodes:
+            if node.op == "call_function":
+                node.target = _OUT_OF_PLACE.get(node.target, node.target)
+                if node.kwargs.get("inplace"):
+                    node.kwargs = {**node.kwargs, "inplace": False}
+            elif node.op == "call_method" and node.target.endswith("_") and not node.target.startswith("__"):
+                if hasattr(torch.Tensor, node.target[:-1]):
+                    node.target = node.target[:-1]
+
+    def _output_node(self) -> fx.Node:
+        out = next(n for n in self.graph.nodes if n.op == "output")
+        value = out.args[0]
+        if not isinstance(value, fx.Node):
+            raise ValueError(
+                "the model returns a structure (tuple, list or dict), not one tensor; wrap it so that forward "
+                "returns the logits to explain"
+            )
+        return value
+
+    def _value(self, arg: Any) -> Any:
+        """Resolve a constant argument (get_attr nodes become the tensors they name)."""
+        if isinstance(arg, fx.Node):
+            if arg.op != "get_attr":
+                raise ValueError(f"expected a constant, got node {arg.name}")
+            return _get_attr(self.module, arg.target)
+        return arg
+
+    def _build_steps(self) -> None:
+        dynamic: set[fx.Node] = {self.input}
+        for node in self.graph.nodes:
+            if node.op in ("placeholder", "output"):
+                continue
+            if node.op == "get_attr":
+                self._constants[node] = _get_attr(self.module, node.target)
+                continue
+            module = self.module.get_submodule(node.target) if node.op == "call_module" else None
+            path, owner_type = owner(node)
+            owner_module = module if module is not None else _find(self.module, path)
+            inputs = [n for n in node.all_input_nodes if n in dynamic]
+            kind = node_kind(node, module)
+            if not inputs or kind == "constant":
+                continue  # parameters, shapes, sizes: evaluated on demand, carry no relevance
+            dynamic.add(node)
+            if kind == "multiply":
+                kind = "gate" if len(inputs) > 1 else "scale"
+            step = Step(node, kind, path, owner_module, inputs)
+            if kind in ("convolution", "linear"):
+                step.affine = self._affine(node, module)
+            self.steps[node] = step
+        if self.output not in self.steps:
+            raise ValueError("the model's output does not depend on its input")
+
+    def _affine(self, node: fx.Node, module: nn.Module | None) -> Affine:
+        if module is not None:
+            if isinstance(module, nn.Linear):
+                return Affine.dense(module.weight.detach(), _detach(module.bias))
+            transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
+            padded = None
+            if not transposed and module.padding_mode != "zeros":
+                padded = _mode_padding(module)
+            return Affine.convolution(
+                module.weight.detach(), _detach(module.bias), module.stride,
+                0 if padded is not None else module.padding, module.dilation, module.groups, transposed,
+                getattr(module, "output_padding", 0), padded,
+            )
+        target = node.target
+        names = {
+            F.linear: ("input", "weight", "bias"),
+            F.conv1d: _CONV_ARGS, F.conv2d: _CONV_ARGS, F.conv3d: _CONV_ARGS,
+        }.get(target, _TCONV_ARGS)
+        bound = dict(zip(names, node.args))
+        bound.update(node.kwargs)
+        if node.all_input_nodes[0] is not bound["input"] or any(
+            isinstance(bound.get(k), fx.Node) and bound[k].op != "get_attr" for k in ("weight", "bias")
+        ):
+            raise ValueError(f"{node.name}: weights that depend on the input are not supported")
+        weight = self._value(bound["weight"]).detach()
+        bias = _detach(self._value(bound.get("bias")))
+        if target is F.linear:
+            return Affine.dense(weight, bias)
+        return Affine.convolution(
+            weight, bias, bound.get("stride", 1), bound.get("padding", 0), bound.get("dilation", 1),
+            bound.get("groups", 1), target not in (F.conv1d, F.conv2d, F.conv3d), bound.get("output_padding", 0),
+        )
+
+    def _batchnorm_affine(self, node: fx.Node, module: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel ``(a, c)`` with ``BN(x) = a x + c`` in eval mode."""
+        if module is not None:
+            mean, var, weight, bias, eps = (module.running_mean, module.running_var, module.weight, module.bias,
+                                            module.eps)
+        else:
+            names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+            bound = dict(zip(names, node.args))
+            bound.update(node.kwargs)
+            if bound.get("training", False):
+                raise ValueError(f"{node.name}: batch_norm is called with training=True; explain in eval mode")
+            mean, var = self._value(bound["running_mean"]), self._value(bound["running_var"])
+            weight, bias, eps = self._value(bound.get("weight")), self._value(bound.get("bias")), bound.get("eps", 1e-5)
+        if mean is None or var is None:
+            raise ValueError(f"{node.name}: BatchNorm without running statistics cannot be explained in eval mode")
+        scale = (var + eps).rsqrt()
+        if weight is not None:
+            scale = scale * weight
+        shift = -mean * scale + (bias if bias is not None else 0)
+        return scale.detach(), shift.detach()
+
+    def _fold_batchnorms(self) -> None:
+        for node, step in list(self.steps.items()):
+            if step.kind != "batchnorm" or len(step.inputs) != 1:
+                continue
+            module = self.module.get_submodule(node.target) if node.op == "call_module" else None
+            scale, shift = self._batchnorm_affine(node, module)
+            source = step.inputs[0]
+            before = self.steps.get(source)
+            if before is not None and before.affine is not None and len(source.users) == 1 and not (
+                before.affine.transposed and before.affine.groups != 1
+            ):
+                before.affine = before.affine.scaled(scale, shift)
+                self._bypass(node, source)
+                continue
+            after = [self.steps.get(user) for user in node.users]
+            if after and all(s is not None and s.affine is not None and _foldable_forward(s.affine) for s in after):
+                for s in after:
+                    s.affine = _fold_forward(s.affine, scale, shift)
+                self._bypass(node, source)
+
+    def _bypass(self, node: fx.Node, source: fx.Node) -> None:
+        for user in node.users:
+            step = self.steps[user]
+            step.inputs = [source if n is node else n for n in step.inputs]
+        node.replace_all_uses_with(source)
+        if self.output is node:
+            self.output = source
+        del self.steps[node]
+        self.graph.erase_node(node)
+
+    def _mark_nonnegative(self) -> None:
+        for node, step in self.steps.items():
+            module = self.module.get_submodule(node.target) if node.op == "call_module" else None
+            if makes_nonnegative(node, module):
+                step.nonnegative = True
+            elif step.kind in _PASS_THROUGH_NONNEG and not _subtracts(node):
+                step.nonnegative = all(self.nonnegative(n) for n in step.inputs) and _pads_nonnegative(node)
+
+    def _mark_first_layers(self) -> None:
+        frontier, seen = [self.input], set()
+        while frontier:
+            node = frontier.pop()
+            for user in node.users:
+                step = self.steps.get(user)
+                if step is None or user in seen:
+                    continue
+                seen.add(user)
+                if step.affine is not None:
+                    step.first = True
+                else:
+                    frontier.append(user)
+
+    # use -------------------------------------------------------------------------------------------
+    def nonnegative(self, node: fx.Node) -> bool:
+        """Whether the value of ``node`` is known to be >= 0 for every input."""
+        step = self.steps.get(node)
+        return step is not None and step.nonnegative
+
+    def ordered(self) -> list[Step]:
+        """Steps in topological (forward) order."""
+        return [self.steps[n] for n in self.graph.nodes if n in self.steps]
+
+    def evaluate(self, step: Step, env: dict[fx.Node, Any], overrides: dict[fx.Node, Any] | None = None) -> Any:
+        """Run one step on the values in ``env`` (``overrides`` replace some inputs, e.g. for a vjp)."""
+        node = step.node
+        values = env if not overrides else {**env, **overrides}
+        if step.affine is not None:
+            return step.affine(values[step.inputs[0]])
+        args = fx.node.map_arg(node.args, lambda n: self._lookup(n, values))
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: self._lookup(n, values))
+        if node.op == "call_module":
+            return self.module.get_submodule(node.target)(*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+
+    def _lookup(self, node: fx.Node, values: dict[fx.Node, Any]) -> Any:
+        if node in values:
+            return values[node]
+        if node in self._constants:
+            return self._constants[node]
+        if node in self._defaults:
+            return self._defaults[node]
+        # a value computed from constants only (e.g. a shape): evaluate it on demand
+        args = fx.node.map_arg(node.args, lambda n: self._lookup(n, values))
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: self._lookup(n, values))
+        if node.op == "call_module":
+            return self.module.get_submodule(node.target)(*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+
+    def forward(self, inputs: torch.Tensor) -> tuple[dict[fx.Node, Any], torch.Tensor]:
+        """Forward pass keeping every intermediate value: ``(values by node, output)``."""
+        env: dict[fx.Node, Any] = {self.input: inputs}
+        for step in self.ordered():
+            env[step.node] = self.evaluate(step, env)
+        return env, env[self.output]
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.forward(inputs)[1]
+
+
+_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_TCONV_ARGS = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+
+
+def _detach(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.detach()
+
+
+def _get_attr(module: nn.Module, target: str) -> Any:
+    value: Any = module
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _find(root: nn.Module, path: str) -> nn.Module | None:
+    if not path:
+        return None
+    try:
+        return root.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def _mode_padding(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    padding = module._reversed_padding_repeated_twice
+    mode = module.padding_mode
+    return lambda x: F.pad(x, padding, mode=mode)
+
+
+def _foldable_forward(affine: Affine) -> bool:
+    if affine.kind == "linear":
+        return True
+    return (not affine.transposed and affine.padded is None and not isinstance(affine.padding, str)
+            and all(p == 0 for p in affine.padding) and affine.groups == 1)
+
+
+def _fold_forward(affine: Affine, scale: torch.Tensor, shift: torch.Tensor) -> Affine:
+    """``f(a x + c)`` as one layer: ``W' = W diag(a)``, ``b' = b + W c`` (summed over the kernel)."""
+    weight = affine.weight
+    channel = [1, -1] + [1] * (weight.dim() - 2)
+    folded = weight * scale.reshape(channel)
+    offset = (weight * shift.reshape(channel)).flatten(1).sum(1)
+    bias = offset if affine.bias is None else affine.bias + offset
+    return Affine(affine.kind, folded, bias, affine.stride, affine.padding, affine.dilation, affine.groups)
+
+
+def _subtracts(node: fx.Node) -> bool:
+    return node.target in (operator.sub, operator.isub, torch.sub, "sub", "sub_")
+
+
+def _pads_nonnegative(node: fx.Node) -> bool:
+    if node.target is F.pad:
+        value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 0)
+        mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+        return mode != "constant" or value is None or value >= 0
+    return True

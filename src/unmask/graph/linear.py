@@ -1,0 +1,108 @@
+"""Weighted layers (convolutions and dense layers) as explicit ``f(x, weight, bias)`` with a transpose.
+
+Relevance rules evaluate a layer with modified weights and inputs and need the transposed map
+``g -> J^T g`` without an autograd forward. ``Affine`` gives both for modules and for functional
+calls (``F.conv2d`` inside a custom "same"-padding convolution, ``F.linear``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+_CONV_FUNCTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_TRANSPOSED_FUNCTIONS = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def _tuple(value: int | tuple[int, ...] | list[int], dims: int) -> list[int]:
+    return list(value) if isinstance(value, (tuple, list)) else [int(value)] * dims
+
+
+@dataclass
+class Affine:
+    """``y = f(x, weight, bias)`` for a convolution or a dense layer, with its own copy of the parameters.
+
+    ``kind`` is ``"convolution"`` or ``"linear"``. ``transposed`` marks transposed convolutions, whose
+    weight layout is ``(in, out / groups, ...)``. ``padding`` is numeric for the fast transpose; string
+    paddings and non-zero padding modes fall back to autograd.
+    """
+
+    kind: str
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    stride: list[int] = field(default_factory=list)
+    padding: list[int] | str = field(default_factory=list)
+    dilation: list[int] = field(default_factory=list)
+    groups: int = 1
+    transposed: bool = False
+    output_padding: list[int] = field(default_factory=list)
+    padded: Callable[[torch.Tensor], torch.Tensor] | None = None  # non-zero padding mode, applied first
+
+    @classmethod
+    def convolution(cls, weight, bias, stride=1, padding=0, dilation=1, groups=1, transposed=False,
+                    output_padding=0, padded=None) -> "Affine":
+        dims = weight.dim() - 2
+        return cls(
+            "convolution", weight, bias, _tuple(stride, dims),
+            padding if isinstance(padding, str) else _tuple(padding, dims), _tuple(dilation, dims), int(groups),
+            transposed, _tuple(output_padding, dims), padded,
+        )
+
+    @classmethod
+    def dense(cls, weight, bias) -> "Affine":
+        return cls("linear", weight, bias)
+
+    @property
+    def out_channel_dim(self) -> int:
+        """Dimension of ``weight`` that indexes output channels."""
+        return 1 if self.transposed else 0
+
+    def __call__(self, x: torch.Tensor, weight: torch.Tensor | None = None,
+                 bias: torch.Tensor | None | str = "keep") -> torch.Tensor:
+        """Evaluate with (optionally modified) weight and bias; ``bias=None`` drops the bias."""
+        weight = self.weight if weight is None else weight
+        bias = self.bias if isinstance(bias, str) else bias
+        if self.kind == "linear":
+            return F.linear(x, weight, bias)
+        if self.padded is not None:
+            x = self.padded(x)
+        dims = weight.dim() - 2
+        if self.transposed:
+            return _TRANSPOSED_FUNCTIONS[dims](
+                x, weight, bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation
+            )
+        return _CONV_FUNCTIONS[dims](x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def transpose(self, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``J^T grad``: the gradient of ``<grad, f(x, weight)>`` with respect to ``x`` (bias irrelevant)."""
+        weight = self.weight if weight is None else weight
+        if self.kind == "linear":
+            return grad @ weight
+        if self.padded is None and not self.transposed and not isinstance(self.padding, str):
+            return torch.ops.aten.convolution_backward(
+                grad, x, weight, None, self.stride, self.padding, self.dilation, False,
+                [0] * (weight.dim() - 2), self.groups, [True, False, False],
+            )[0]
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            (result,) = torch.autograd.grad(self(leaf, weight, None), leaf, grad)
+        return result
+
+    def reshape_channel(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-output-channel ``values`` shaped to broadcast against ``weight``."""
+        shape = [1] * self.weight.dim()
+        shape[self.out_channel_dim] = -1
+        return values.reshape(shape)
+
+    def scaled(self, scale: torch.Tensor, shift: torch.Tensor) -> "Affine":
+        """This layer followed by ``y * scale + shift`` per output channel (BatchNorm folding)."""
+        groups = self.groups if self.transposed else 1
+        if groups != 1:
+            raise ValueError("cannot fold a per-channel scale into a grouped transposed convolution")
+        bias = self.bias if self.bias is not None else torch.zeros_like(scale)
+        return Affine(
+            self.kind, self.weight * self.reshape_channel(scale), bias * scale + shift, self.stride, self.padding,
+            self.dilation, self.groups, self.transposed, self.output_padding, self.padded,
+        )
