@@ -366,3 +366,13 @@ def test_real_efficientnet_lite0_on_chelsea():
         assert 281 <= explanation.target.item() <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat
         assert torch.isfinite(explanation.relevance).all()
         assert torch.isfinite(explanation.conservation_error()).all()
+
+
+def test_functional_max_pool_average_redistribution_conserves():
+    torch.manual_seed(0)
+    model = zero_biases(ReluNet().eval())
+    x = torch.rand(2, 3, 8, 8)
+    explanation = unmask.explain(model, x, "lrp.epsilon", maxpool="average", epsilon=0.0, stabilizer=0.0)
+    torch.testing.assert_close(explanation.relevance.sum((1, 2, 3)), explanation.explained_output)
+    winner = unmask.explain(model, x, "lrp.epsilon", epsilon=0.0, stabilizer=0.0).relevance
+    assert not torch.allclose(winner, explanation.relevance)

@@ -44,18 +44,6 @@ class Layer:
     def describe(self) -> str:
         return f"node {self.step.name!r} at {self.step.describe()}"
 
-    def arguments(self) -> dict[str, Any]:
-        """Keyword view of a functional call's arguments (positional ones named by the signature)."""
-        import inspect
-
-        try:
-            names = list(inspect.signature(self.node.target).parameters)
-        except (TypeError, ValueError):
-            names = []
-        bound = dict(zip(names, self.node.args))
-        bound.update(self.node.kwargs)
-        return bound
-
     def vjp(self, grad: Any) -> list[torch.Tensor | None]:
         """``J^T grad`` for each input (``None`` for inputs the output does not depend on)."""
         if self.affine is not None:

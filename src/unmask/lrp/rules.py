@@ -22,15 +22,22 @@ Relevances = list  # list[torch.Tensor | None], one entry per input-dependent in
 
 
 def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """``z + epsilon * sign(z)`` with ``sign(0) = +1``."""
-    return torch.where(z >= 0, z + epsilon, z - epsilon)
+    """``z + epsilon * sign(z)`` with ``sign(0) = +1`` (a new tensor)."""
+    step = torch.where(z >= 0, _scalar(epsilon, z), _scalar(-epsilon, z))
+    return step.add_(z)
 
 
 def divide(relevance: torch.Tensor, z: torch.Tensor, epsilon: float) -> torch.Tensor:
     """``relevance / stab(z)``; with ``epsilon == 0`` a zero denominator gives 0 instead of NaN."""
     if epsilon > 0:
-        return relevance / stabilize(z, epsilon)
-    return torch.where(z == 0, torch.zeros_like(z), relevance / torch.where(z == 0, torch.ones_like(z), z))
+        denominator = stabilize(z, epsilon)
+        return torch.div(relevance, denominator, out=denominator) if relevance.shape == z.shape else \
+            relevance / denominator
+    return torch.where(z == 0, _scalar(0.0, z), relevance / torch.where(z == 0, _scalar(1.0, z), z))
+
+
+def _scalar(value: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(value, dtype=like.dtype, device=like.device)
 
 
 class Rule:
@@ -75,6 +82,8 @@ class Epsilon(Rule):
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         grads = layer.vjp(divide(relevance, layer.output, self.epsilon))
+        if layer.affine is not None:  # a fresh transpose: scale it in place
+            return [grads[0].mul_(layer.inputs[0])]
         return [None if g is None else x * g for x, g in zip(layer.inputs, grads)]
 
 
@@ -154,8 +163,11 @@ def _average_pool_of(layer: "Layer") -> Callable[[torch.Tensor], torch.Tensor]:
     functional = {F.max_pool1d: F.avg_pool1d, F.max_pool2d: F.avg_pool2d, F.max_pool3d: F.avg_pool3d,
                   torch.max_pool2d: F.avg_pool2d}
     if node.op == "call_function" and node.target in functional:
-        args = layer.arguments()
-        kernel = args.get("kernel_size")
+        names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+        args = {**dict(zip(names, node.args)), **node.kwargs}
+        if args.get("dilation", 1) not in (1, (1, 1), [1, 1], (1,), (1, 1, 1)):
+            raise ValueError(f"{layer.describe()}: AveragePool does not support dilated max pooling")
+        kernel = args["kernel_size"]
         stride = args.get("stride") or kernel
         return lambda x: functional[node.target](x, kernel, stride, args.get("padding", 0),
                                                  args.get("ceil_mode", False), False)
@@ -221,7 +233,7 @@ class ZPlus(_Weighted):
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         if layer.nonnegative[0]:
             s = divide(relevance, f(x, wp, _plus(b)), self.stabilizer)
-            return [x * f.transpose(s, x, wp)]
+            return [f.transpose(s, x, wp).mul_(x)]
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         s = divide(relevance, f(xp, wp, _plus(b)) + f(xn, wn, None), self.stabilizer)
         return [xp * f.transpose(s, x, wp) + xn * f.transpose(s, x, wn)]
@@ -280,8 +292,8 @@ class Gamma(_Weighted):
         w_up, w_down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
         b_up = None if b is None else b + g * b.clamp(min=0)
         b_down = None if b is None else b + g * b.clamp(max=0)
-        r_pos = torch.where(z > 0, relevance, torch.zeros_like(relevance))
-        r_neg = torch.where(z < 0, relevance, torch.zeros_like(relevance))
+        zero = _scalar(0.0, relevance)
+        r_pos, r_neg = torch.where(z > 0, relevance, zero), torch.where(z < 0, relevance, zero)
         if layer.nonnegative[0]:
             # W^ + W_ = (2 + gamma) W, so f(x; W_, b_) = (2 + gamma) z - f(x; W^, b^): one modified forward
             # and two transposes instead of two of each. Both denominators stay >= |z| in magnitude.

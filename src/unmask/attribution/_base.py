@@ -1,0 +1,113 @@
+"""What every attribution method shares: registration, validation, the explain template."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from numbers import Integral, Real
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+from ..checks import check_eval, check_inputs
+from ..explanation import Explanation
+from ..registry import register
+from ..targets import Target
+
+T = TypeVar("T", bound=type)
+
+
+def registered(name: str) -> Callable[[T], T]:
+    """Register a method class under ``name`` and record the name on the class."""
+
+    def decorate(cls: T) -> T:
+        cls.name = name  # type: ignore[attr-defined]
+        return register(name)(cls)
+
+    return decorate
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``; a ValueError naming the parameter otherwise."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_optional_int(name: str, value: Any) -> int | None:
+    """``None`` or a positive int."""
+    return None if value is None else check_int(name, value)
+
+
+def check_float(name: str, value: Any, minimum: float = 0.0) -> float:
+    """``value`` as a finite float ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` when it is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_fill(name: str, value: Any) -> float | torch.Tensor:
+    """A finite scalar or a finite floating tensor (broadcast against the inputs later)."""
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point() or not torch.isfinite(value).all():
+            raise ValueError(f"{name} must be a finite floating tensor, got dtype {value.dtype}")
+        return value.detach()
+    return check_float(name, value, minimum=-math.inf)
+
+
+def broadcast_like(name: str, value: float | torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``value`` on the inputs' device and dtype, broadcast to their full shape."""
+    tensor = torch.as_tensor(value, dtype=inputs.dtype, device=inputs.device)
+    try:
+        return tensor.expand_as(inputs)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(tensor.shape)} does not broadcast to the inputs' shape {tuple(inputs.shape)}"
+        ) from None
+
+
+class Attribution:
+    """Base of every method: ``Method(model, **params).explain(inputs, target) -> Explanation``.
+
+    ``explain`` refuses models in training mode and invalid inputs, then calls ``_attribute`` on the
+    detached inputs; subclasses return ``(relevance, output, class index or None)``.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.params: dict[str, Any] = {}
+
+    def explain(self, inputs: torch.Tensor, target: Target = None) -> Explanation:
+        """Relevance of every input element for the ``target`` output, shaped like ``inputs``."""
+        check_eval(self.model)
+        inputs = check_inputs(self.model, inputs)
+        relevance, output, index = self._attribute(inputs, target)
+        return Explanation(
+            relevance=relevance.detach(),
+            output=output.detach(),
+            target=index,
+            method=self.name,
+            inputs=inputs,
+            params=dict(self.params),
+        )
+
+    def _attribute(
+        self, inputs: torch.Tensor, target: Target
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
+        return f"{type(self).__name__}({params})"

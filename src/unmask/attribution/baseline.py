@@ -1,0 +1,45 @@
+"""A random heatmap: the chance baseline that evaluation metrics compare real methods against."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..targets import Target, selection
+from ._base import Attribution, check_int, registered
+
+DISTRIBUTIONS = ("uniform", "gaussian")
+
+
+@registered("random")
+class RandomAttribution(Attribution):
+    """Relevance drawn at random, independent of the model: ``R_i ~ U[0, 1)`` or ``N(0, 1)``.
+
+    A baseline for evaluation (e.g. pixel flipping, Samek et al., 2017, compares against random orders).
+    The model only runs once to report its output and resolve the target.
+
+    Parameters:
+        seed: seed of the ``torch.Generator`` on the inputs' device, default ``0``; the same seed and
+            input shape give the same heatmap.
+        distribution: ``"uniform"`` (default) or ``"gaussian"``.
+    """
+
+    def __init__(self, model: nn.Module, seed: int = 0, distribution: str = "uniform") -> None:
+        super().__init__(model)
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
+        self.seed = check_int("seed", seed, minimum=0)
+        self.distribution = distribution
+        self.params = {"seed": seed, "distribution": distribution}
+
+    def _attribute(
+        self, inputs: torch.Tensor, target: Target
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        with torch.no_grad():
+            output = self.model(inputs)
+        _, index = selection(output, target)
+        generator = torch.Generator(device=inputs.device)
+        generator.manual_seed(self.seed)
+        draw = torch.rand if self.distribution == "uniform" else torch.randn
+        relevance = draw(inputs.shape, generator=generator, dtype=inputs.dtype, device=inputs.device)
+        return relevance, output, index
