@@ -351,11 +351,11 @@ def test_inplace_relu_module_reused_and_relu6_clamps():
 
 
 def test_real_efficientnet_lite0_on_chelsea():
-    zoo = pytest.importorskip("unmask.zoo")
-    model = zoo.load("efficientnet-lite0")
+    from unmask import zoo
     from unmask.data import sample_photos
 
-    image = dict(sample_photos())["chelsea"]
+    model = zoo.load("efficientnet-lite0")
+    image = sample_photos(["chelsea"])["chelsea"]
     x = model.preprocess(image)
     graph = ExplainableGraph(model.model)
     torch.testing.assert_close(graph(x), model.model(x), rtol=0, atol=1e-4)

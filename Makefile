@@ -1,0 +1,42 @@
+# make demo   explain scikit-image's photos with the ImageNet EfficientNet-Lite0 -> out/index.html
+# make test   the whole test suite (what CI runs)
+# Both build .venv on first use; later runs reuse it until pyproject.toml or constraints.txt change.
+
+PYTHON ?= python3
+VENV ?= .venv
+OUT ?= out
+ARGS ?=
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
+BASE_STAMP := $(VENV)/.unmask-installed
+TEST_STAMP := $(VENV)/.unmask-test-installed
+
+.PHONY: demo test install install-test clean
+
+demo: $(BASE_STAMP)
+	$(VENV)/bin/unmask explain --out $(OUT) $(ARGS)
+
+test: $(TEST_STAMP)
+	$(PY) -m pytest $(ARGS)
+
+install: $(BASE_STAMP)
+install-test: $(TEST_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and alone: the pinned CPU build, so nothing below can resolve a CUDA one.
+$(BASE_STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[all]'
+	touch $@
+
+# The oracles zennit and quantus need torchvision on paper only (the tests stand in for it): installed
+# without dependencies; the test extra brings what they import.
+$(TEST_STAMP): $(BASE_STAMP)
+	$(PIP) -e '.[all,test]'
+	$(PIP) --no-deps zennit==0.5.1 quantus==0.6.0
+	touch $@
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info $(OUT)
