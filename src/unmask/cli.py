@@ -433,8 +433,8 @@ def parse_params(specs: Sequence[str] | None) -> list[tuple[str | None, str, Any
 def _parameter_names(name: str, cls: type) -> frozenset[str] | None:
     """Keyword parameters the method ``name`` takes, or ``None`` when they cannot be told in advance.
 
-    Read from the constructor's signature; a constructor taking ``**params`` may list them in a class
-    attribute ``parameters``; LRP presets (``lrp.<preset>``) list theirs in ``unmask.lrp.composites``.
+    Read from the constructor's signature; a constructor taking ``**params`` lists them in a class
+    attribute ``parameters`` (as the LRP presets do).
     """
     try:
         signature = inspect.signature(cls)
@@ -449,13 +449,6 @@ def _parameter_names(name: str, cls: type) -> frozenset[str] | None:
     listed = getattr(cls, "parameters", None)
     if isinstance(listed, (tuple, list, frozenset, set)) and all(isinstance(k, str) for k in listed):
         return frozenset(named | set(listed))
-    preset = name[len("lrp."):] if name.startswith("lrp.") else name
-    try:
-        from .lrp.composites import COMMON, PRESETS
-    except ImportError:
-        return None
-    if preset in PRESETS:
-        return frozenset(named | set(PRESETS[preset]) | set(COMMON))
     return None
 
 

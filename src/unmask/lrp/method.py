@@ -11,7 +11,7 @@ from ..explanation import Explanation
 from ..graph.canonize import ExplainableGraph
 from ..registry import register
 from ..targets import Target, output_gradient
-from .composites import PRESETS, Composite, preset
+from .composites import COMMON, PRESETS, Composite, preset
 from .engine import Engine
 
 
@@ -94,8 +94,11 @@ def _preset_class(name: str) -> type:
     def __init__(self, model: nn.Module, init: str = "logit", **params: Any) -> None:
         LRP.__init__(self, model, composite=name, init=init, **params)
 
-    cls = type(f"LRP_{name}", (LRP,), {"__init__": __init__, "__doc__": f"LRP with the ``{name}`` composite."})
-    return cls
+    return type(f"LRP_{name}", (LRP,), {
+        "__init__": __init__,
+        "__doc__": f"LRP with the ``{name}`` composite.",
+        "parameters": PRESETS[name] + COMMON,
+    })
 
 
 for _name in PRESETS:
