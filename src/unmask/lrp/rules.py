@@ -36,6 +36,13 @@ def divide(relevance: torch.Tensor, z: torch.Tensor, epsilon: float) -> torch.Te
     return torch.where(z == 0, _scalar(0.0, z), relevance / torch.where(z == 0, _scalar(1.0, z), z))
 
 
+def divide_signed(relevance: torch.Tensor, z: torch.Tensor, epsilon: float, sign: float) -> torch.Tensor:
+    """``relevance / (z + sign * epsilon)`` for a fresh ``z`` known to have that sign everywhere (or be 0,
+    where the numerators vanish too); reuses ``z``'s memory instead of testing signs."""
+    z.add_(sign * epsilon)
+    return torch.div(relevance, z, out=z)
+
+
 def _scalar(value: float, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(value, dtype=like.dtype, device=like.device)
 
@@ -232,7 +239,7 @@ class ZPlus(_Weighted):
         w, b = f.weight, f.bias
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         if layer.nonnegative[0]:
-            s = divide(relevance, f(x, wp, _plus(b)), self.stabilizer)
+            s = divide_signed(relevance, f(x, wp, _plus(b)), self.stabilizer, 1.0)
             return [f.transpose(s, x, wp).mul_(x)]
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         s = divide(relevance, f(xp, wp, _plus(b)) + f(xn, wn, None), self.stabilizer)
@@ -259,9 +266,10 @@ class AlphaBeta(_Weighted):
         w, b = f.weight, f.bias
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         if layer.nonnegative[0]:
-            sp = divide(relevance, f(x, wp, _plus(b)), self.stabilizer)
-            sn = divide(relevance, f(x, wn, _minus(b)), self.stabilizer)
-            return [x * (self.alpha * f.transpose(sp, x, wp) - self.beta * f.transpose(sn, x, wn))]
+            sp = divide_signed(relevance, f(x, wp, _plus(b)), self.stabilizer, 1.0)
+            sn = divide_signed(relevance, f(x, wn, _minus(b)), self.stabilizer, -1.0)
+            combined = f.transpose(sp, x, wp).mul_(self.alpha).sub_(f.transpose(sn, x, wn), alpha=self.beta)
+            return [combined.mul_(x)]
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         sp = divide(relevance, f(xp, wp, _plus(b)) + f(xn, wn, None), self.stabilizer)
         sn = divide(relevance, f(xp, wn, _minus(b)) + f(xn, wp, None), self.stabilizer)
@@ -358,7 +366,7 @@ class Flat(_Weighted):
         self._check(layer)
         f, (x,) = layer.affine, layer.inputs
         ones = torch.ones_like(f.weight)
-        s = divide(relevance, f(torch.ones_like(x), ones, None), self.stabilizer)
+        s = divide_signed(relevance, f(torch.ones_like(x), ones, None), self.stabilizer, 1.0)
         return [f.transpose(s, x, ones)]
 
 
@@ -371,12 +379,12 @@ class WSquare(_Weighted):
         f, (x,) = layer.affine, layer.inputs
         squared = f.weight ** 2
         bias = None if f.bias is None else f.bias ** 2
-        s = divide(relevance, f(torch.ones_like(x), squared, bias), self.stabilizer)
+        s = divide_signed(relevance, f(torch.ones_like(x), squared, bias), self.stabilizer, 1.0)
         return [f.transpose(s, x, squared)]
 
 
 __all__ = [
     "Rule", "Epsilon", "Basic", "Norm", "Pass", "Gradient", "AveragePool", "Gate", "ZPlus", "AlphaBeta", "Gamma",
-    "ZBox", "Flat", "WSquare", "stabilize", "divide",
+    "ZBox", "Flat", "WSquare", "stabilize", "divide", "divide_signed",
 ]
 
