@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from unmask import cli, report, zoo
+from unmask import cli, report, viz, zoo
 from unmask.explanation import Explanation
 from unmask.targets import output_gradient
 
@@ -158,6 +158,16 @@ def test_explain_writes_pictures_arrays_results_and_page(tmp_path, tiny, method,
         x = zoo.Preprocessing(size=32, resize=37).to_tensor(crop)
         expected = InputXGradient(model).explain(x, target=record["target"]["index"])
         np.testing.assert_allclose(relevance, expected.relevance[0].numpy(), rtol=1e-4, atol=1e-6)
+        # the pictures are unmask.viz's in the report's style, for the stored relevance and input
+        heat = relevance.sum(0)
+        for name, expected_picture in (
+            (f"{METHOD}.png", viz.heatmap(heat, **cli.HEATMAP_STYLE)),
+            (f"{METHOD}.overlay.png", viz.overlay(crop, heat, **cli.OVERLAY_STYLE)),
+            ("overlay.png", viz.overlay(crop, heat, **cli.OVERLAY_STYLE)),
+        ):
+            written = np.asarray(Image.open(folder_out / name).convert("RGB"), dtype=int)
+            assert np.abs(written - np.asarray(expected_picture, dtype=int)).max() <= 2, name
+        assert Image.open(folder_out / "grid.png").size == viz.grid({"a": crop, "b": crop}, size=96).size
         entry = record["methods"][METHOD]
         assert entry["relevance_sum"] == pytest.approx(float(relevance.sum()), rel=1e-4, abs=1e-6)
         assert entry["explained_logit"] == pytest.approx(record["target"]["logit"], rel=1e-5)
@@ -218,6 +228,26 @@ def test_a_failing_method_does_not_lose_the_others(tmp_path, tiny, method, capsy
     assert record["errors"][0]["method"] == "test.boom"
     assert results["failures"][0]["method"] == "test.boom"
     assert (out / "x" / f"{METHOD}.png").is_file() and not (out / "x" / "test.boom.png").exists()
+
+
+def test_non_finite_relevance_is_stored_and_drawn_as_zero(tmp_path, tiny, register_method, capsys):
+    class Holes(InputXGradient):
+        def explain(self, inputs, target=None):
+            explanation = super().explain(inputs, target)
+            explanation.relevance[:, :, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+            return explanation
+
+    register_method(METHOD, Holes)
+    out = tmp_path / "out"
+    code, _, stderr = run(["explain", picture(tmp_path / "x.png", 0), *tiny_args(tiny, out)], capsys)
+    assert code == 0, stderr
+    relevance = np.load(out / "x" / f"{METHOD}.npy")
+    assert np.isnan(relevance[0, 0, 0]) and np.isinf(relevance[0, 0, 1:3]).all()
+    heat = np.nan_to_num(relevance.sum(0), nan=0.0, posinf=0.0, neginf=0.0)
+    written = np.asarray(Image.open(out / "x" / f"{METHOD}.png"), dtype=int)
+    assert np.abs(written - np.asarray(viz.heatmap(heat, **cli.HEATMAP_STYLE), dtype=int)).max() <= 2
+    assert (written[0, :3] == 255).all()  # zero relevance is white in bwr
+    assert json.loads((out / "results.json").read_text())["images"][0]["methods"][METHOD]["relevance_sum"] is None
 
 
 def test_a_method_that_cannot_take_the_model_is_skipped(tmp_path, tiny, method, register_method, capsys):

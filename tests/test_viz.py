@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from unmask import Explanation
+from unmask._io import atomic_write
 from unmask.viz import (
     colorize,
     colormaps,
@@ -20,7 +21,7 @@ from unmask.viz import (
     to_npy,
     to_png,
 )
-from unmask.viz._atomic import atomic_write
+from unmask.viz.render import RELEVANCE_OPACITY
 
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
@@ -229,6 +230,43 @@ def test_overlay_resizes_the_heatmap_to_the_image():
         overlay(photo, np.ones((6, 8)), alpha=1.5)
     with pytest.raises(ValueError, match=r"\(H, W\) heatmap"):
         overlay(photo, np.ones((3, 6, 8)))
+
+
+def test_relevance_alpha_keeps_the_photo_where_relevance_is_zero_and_colours_where_it_is_strong():
+    rng = np.random.default_rng(4)
+    photo = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+    heat = np.zeros((12, 16))
+    heat[0, :4] = [1.0, -1.0, 0.5, -0.25]  # full positive, full negative, half, quarter (max |R| = 1)
+    out = pixels(overlay(photo, heat))  # alpha="relevance" is the default
+    np.testing.assert_array_equal(out[1:], photo[1:])  # zero relevance: the photo pixel unchanged
+    np.testing.assert_array_equal(out[0, 4:], photo[0, 4:])
+    colours = colorize(heat)
+    for column, opacity in ((0, RELEVANCE_OPACITY), (1, RELEVANCE_OPACITY), (2, 0.75 * RELEVANCE_OPACITY)):
+        expected = (1 - opacity) * photo[0, column] + opacity * colours[0, column]
+        assert np.abs(out[0, column] - expected).max() <= 0.5 + 1e-6
+    # full relevance: the colour dominates (pure red / pure blue in bwr, whatever the photo)
+    assert out[0, 0, 0] >= 0.85 * 255 and out[0, 0, 2] <= 0.15 * 255 + 1
+    assert out[0, 1, 2] >= 0.85 * 255 and out[0, 1, 0] <= 0.15 * 255 + 1
+    # more relevance, more colour: the pixel moves further from the photo
+    distance = np.abs(out[0, :4].astype(int) - photo[0, :4].astype(int)).sum(-1)
+    assert distance[0] > distance[2] > distance[3] > 0
+    # a sequential map: its first colour (zero, and negative relevance under maxabs) is transparent
+    hot = pixels(overlay(photo, np.clip(heat, 0, None), cmap="hot"))
+    np.testing.assert_array_equal(hot[0, 1], photo[0, 1])
+    assert (hot[0, 0] != photo[0, 0]).any()
+
+
+def test_overlay_on_a_grayscale_copy_and_alpha_errors():
+    rng = np.random.default_rng(5)
+    photo = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+    gray = pixels(Image.fromarray(photo).convert("L").convert("RGB"))
+    heat = rng.normal(size=(12, 16))
+    np.testing.assert_array_equal(pixels(overlay(photo, heat, alpha=0.0, gray=True)), gray)
+    np.testing.assert_array_equal(pixels(overlay(photo, np.zeros((12, 16)), gray=True)), gray)
+    with pytest.raises(ValueError, match="relevance"):
+        overlay(photo, heatmap(heat))  # a coloured image has no relevance to weigh by
+    with pytest.raises(ValueError, match="'relevance'"):
+        overlay(photo, heat, alpha="strong")
 
 
 def test_grid_size_follows_the_documented_arithmetic():

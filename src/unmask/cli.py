@@ -28,6 +28,10 @@ from typing import Any, Callable, Sequence
 DEFAULT_METHODS = ("lrp.epsilon_plus_flat", "lrp.epsilon_gamma_box", "gradient_x_input", "integrated_gradients")
 DEFAULT_MODEL = "efficientnet-lite0"
 DEFAULT_OUT = "out"
+# The report's pictures (unmask.viz): red positive, blue negative, the top 0.5 % of |relevance| saturated;
+# overlays over a grayscale copy of the input, opaque where the relevance is strong.
+HEATMAP_STYLE: dict[str, Any] = {"cmap": "bwr", "percentile": 99.5}
+OVERLAY_STYLE: dict[str, Any] = {**HEATMAP_STYLE, "alpha": "relevance", "gray": True}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -513,7 +517,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     from . import __version__, get_method
     from . import data as data_module
-    from . import report
+    from . import report, viz
 
     started = time.perf_counter()
     device = args.device
@@ -685,9 +689,10 @@ def run_explain(args: argparse.Namespace) -> int:
                 "logit": _finite(float(output[row, t])),
                 "probability": _finite(float(probabilities[row, t])),
             }
-            report.write_png(out / item.name / "input.png", crop)
+            viz.to_png(crop, out / item.name / "input.png")
 
-        heatmaps: dict[int, list[tuple[str, Any]]] = {row: [] for row in range(len(batch_items))}
+        # per row: (method, heatmap image, overlay image)
+        pictures: dict[int, list[tuple[str, Any, Any]]] = {row: [] for row in range(len(batch_items))}
         for name, method in methods.items():
             tick = time.perf_counter()
             try:
@@ -712,9 +717,11 @@ def run_explain(args: argparse.Namespace) -> int:
             for row, (item, crop) in enumerate(zip(batch_items, crops)):
                 r = relevance[row]
                 report.write_npy(out / item.name / f"{name}.npy", r.numpy())
-                report.write_png(out / item.name / f"{name}.png", report.heatmap_image(r))
-                report.write_png(out / item.name / f"{name}.overlay.png", report.overlay_image(r, crop))
-                heatmaps[row].append((name, r))
+                heat = torch.nan_to_num(r.sum(0), nan=0.0, posinf=0.0, neginf=0.0)  # draw NaN/Inf as 0
+                picture, overlaid = viz.heatmap(heat, **HEATMAP_STYLE), viz.overlay(crop, heat, **OVERLAY_STYLE)
+                viz.to_png(picture, out / item.name / f"{name}.png")
+                viz.to_png(overlaid, out / item.name / f"{name}.overlay.png")
+                pictures[row].append((name, picture, overlaid))
                 item.record["methods"][name] = {
                     "png": f"{item.name}/{name}.png",
                     "overlay": f"{item.name}/{name}.overlay.png",
@@ -726,14 +733,13 @@ def run_explain(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.update(len(batch_items))
         for row, (item, crop) in enumerate(zip(batch_items, crops)):
-            if heatmaps[row]:
-                first_name, first = heatmaps[row][0]
-                report.write_png(out / item.name / "overlay.png", report.overlay_image(first, crop))
+            if pictures[row]:
+                viz.to_png(pictures[row][0][2], out / item.name / "overlay.png")  # the first method's
                 item.record["overlay"] = f"{item.name}/overlay.png"
-            tiles = [(f"{item.name}: {item.record['target']['name']}", crop)]
-            tiles += [(method_name, report.heatmap_image(r)) for method_name, r in heatmaps[row]]
+            tiles = {f"{item.name}: {item.record['target']['name']}": crop}
+            tiles.update((method_name, picture) for method_name, picture, _ in pictures[row])
             tile_size = max(96, min(224, crop.size[0]))
-            report.write_png(out / item.name / "grid.png", report.grid_image(tiles, tile_size=tile_size))
+            viz.to_png(viz.grid(tiles, size=tile_size), out / item.name / "grid.png")
             item.record["grid"] = f"{item.name}/grid.png"
             results["images"].append(item.record)
     if bar is not None:

@@ -62,7 +62,8 @@ class Explanation:
         percentile: float | None = None,
         mode: str | None = None,
         overlay: bool = False,
-        alpha: float = 0.5,
+        alpha: float | str = "relevance",
+        gray: bool = False,
         size: int | tuple[int, int] | None = None,
         image: Any = None,
     ) -> Image.Image | list[Image.Image]:
@@ -70,8 +71,9 @@ class Explanation:
 
         ``cmap`` defaults to ``'bwr'`` for signed relevance and ``'hot'`` for non-negative relevance;
         ``percentile`` (e.g. 99.5) saturates the top values; ``overlay`` blends over ``image`` (the
-        un-normalised image, one or one per sample), else over ``inputs`` min-max scaled per sample;
-        ``size`` is ``(width, height)`` or the longer side. See :func:`unmask.viz.render_explanation`.
+        un-normalised image, one or one per sample), else over ``inputs`` min-max scaled per sample,
+        with opacity growing with |relevance| (``alpha="relevance"``) or a constant ``alpha``, over a
+        grayscale copy when ``gray``; ``size`` is ``(width, height)`` or the longer side. See :func:`unmask.viz.render_explanation`.
         """
         from .viz import render_explanation
 
@@ -83,6 +85,7 @@ class Explanation:
             mode=mode,
             overlay=overlay,
             alpha=alpha,
+            gray=gray,
             size=size,
             image=image,
         )

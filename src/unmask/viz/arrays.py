@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_write
+from .._io import write_npy
 from .normalize import as_array
 
 
@@ -24,4 +24,4 @@ def to_npy(relevance: Any, path: str | os.PathLike[str], full: bool = False) -> 
     if not np.isfinite(array).all():
         raise ValueError("relevance contains NaN or Inf values")
     data = np.ascontiguousarray(array if full else array.sum(-3), dtype=np.float32)
-    return atomic_write(path, lambda handle: np.save(handle, data, allow_pickle=False))
+    return write_npy(path, data)

@@ -22,7 +22,8 @@ def render_explanation(
     percentile: float | None = None,
     mode: str | None = None,
     overlay: bool = False,
-    alpha: float = 0.5,
+    alpha: float | str = "relevance",
+    gray: bool = False,
     size: Size | None = None,
     image: ImageLike | list[ImageLike] | None = None,
 ) -> Image.Image | list[Image.Image]:
@@ -30,7 +31,9 @@ def render_explanation(
 
     The default colour map is chosen over the rendered samples: ``bwr`` if any relevance is negative,
     else ``hot``. Overlays use ``image`` (one image for every sample, or one per sample of the batch:
-    a list or a 4-D array/tensor), else the explanation's ``inputs`` min-max scaled per sample.
+    a list or a 4-D array/tensor), else the explanation's ``inputs`` min-max scaled per sample;
+    ``alpha`` (a number, or ``"relevance"`` for opacity growing with ``|R|``) and ``gray`` (a grayscale
+    background) are :func:`~unmask.viz.overlay`'s.
     """
     relevance = _image_relevance(explanation)
     indices = _indices(len(relevance), index)
@@ -38,7 +41,7 @@ def render_explanation(
     cmap = resolve_cmap(maps, cmap)
     if overlay:
         bases = _backgrounds(explanation, indices, image)
-        options = {"alpha": alpha, "cmap": cmap, "percentile": percentile, "mode": mode}
+        options = {"alpha": alpha, "cmap": cmap, "percentile": percentile, "mode": mode, "gray": gray}
         images = [resize(blend(b, m, **options), size) for b, m in zip(bases, maps)]
     else:
         images = heatmap(maps, cmap=cmap, percentile=percentile, mode=mode, size=size)

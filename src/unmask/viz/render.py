@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import colormaps
-from ._atomic import atomic_write
+from .._io import write_png
 from .normalize import as_array, normalize
 
 Size = int | tuple[int, int]
@@ -66,34 +66,61 @@ def heatmap(
     return images if maps.ndim == 3 else images[0]
 
 
+#: ``overlay(alpha="relevance")``: per-pixel opacity ``min(1, RELEVANCE_GAIN * s) * RELEVANCE_OPACITY`` for a
+#: relevance strength ``s`` in ``[0, 1]``: two thirds of the full strength already get the most opacity,
+#: and even there the image shows through a little.
+RELEVANCE_GAIN = 1.5
+RELEVANCE_OPACITY = 0.85
+
+
 def overlay(
     image: ImageLike,
     heatmap: Any,
-    alpha: float = 0.5,
+    alpha: float | str = "relevance",
     cmap: str | None = None,
     percentile: float | None = None,
     mode: str | None = None,
+    gray: bool = False,
 ) -> Image.Image:
-    """Blend a heatmap over ``image``: ``(1 - alpha) * image + alpha * colours``, at the image's size.
+    """Blend a heatmap over ``image``: ``(1 - a) * image + a * colours``, at the image's size.
 
     ``heatmap`` is a ``(H, W)`` relevance map (coloured as in :func:`colorize`, resized before
     colouring) or an already coloured PIL image. ``image`` is anything :func:`to_image` accepts.
+
+    ``alpha`` is the opacity ``a`` of the colours: a number in ``[0, 1]`` for every pixel, or
+    ``"relevance"`` (the default) for a per-pixel opacity that grows with the strength of the
+    relevance there: ``a = min(1, 1.5 * s) * 0.85`` (:data:`RELEVANCE_GAIN`, :data:`RELEVANCE_OPACITY`),
+    where ``s`` in ``[0, 1]`` is the normalised ``|R|`` for a diverging colour map (``0`` at its
+    centre colour) and the position on the map for a sequential one (``0`` at its first colour). So
+    pixels without relevance keep the image as it is and strong relevance shows in full colour; a
+    constant ``alpha`` instead tints the whole image (with ``bwr`` it fades towards white). It needs
+    the relevance values, not a coloured image. ``gray=True`` blends over a grayscale copy of the
+    image, so that the colours stand out against any photo.
     """
-    if not 0 <= alpha <= 1:
+    relevance_alpha = isinstance(alpha, str)
+    if relevance_alpha and alpha != "relevance":
+        raise ValueError(f"alpha must be a number in [0, 1] or 'relevance', got {alpha!r}")
+    if not relevance_alpha and not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     base = to_image(image)
+    if gray:
+        base = base.convert("L").convert("RGB")
     if isinstance(heatmap, Image.Image):
-        colours = heatmap.convert("RGB")
-        if colours.size != base.size:
-            colours = colours.resize(base.size, Image.Resampling.BILINEAR)
+        if relevance_alpha:
+            raise ValueError("alpha='relevance' needs the (H, W) relevance, not a coloured image; pass a number alpha")
+        colours = np.asarray(resize(heatmap.convert("RGB"), base.size), dtype=np.float32)
     else:
         array = as_array(heatmap)
         if array.ndim != 2:
             raise ValueError(f"overlay needs a (H, W) heatmap or a PIL image, got shape {array.shape}")
         cmap = resolve_cmap(array, cmap)
-        colours = _colour_image(_unit(array, cmap, percentile, mode), cmap, base.size)
-    blended = (1 - alpha) * np.asarray(base, dtype=np.float32) + alpha * np.asarray(colours, dtype=np.float32)
-    return Image.fromarray(np.rint(blended).astype(np.uint8))
+        unit = _resize_unit(_unit(array, cmap, percentile, mode), base.size)
+        colours = colormaps.apply(unit, cmap).astype(np.float32)
+        if relevance_alpha:
+            strength = np.abs(2 * unit - 1) if colormaps.is_diverging(cmap) else unit
+            alpha = (np.clip(RELEVANCE_GAIN * strength, 0, 1) * RELEVANCE_OPACITY)[..., None]
+    blended = (1 - alpha) * np.asarray(base, dtype=np.float32) + alpha * colours
+    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
 
 
 def to_image(image: ImageLike) -> Image.Image:
@@ -174,7 +201,7 @@ def to_png(image: ImageLike, path: str | os.PathLike[str]) -> Path:
     if Path(path).suffix.lower() != ".png":
         raise ValueError(f"a PNG path must end in .png, got {str(path)!r}")
     picture = to_image(image)
-    return atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
+    return write_png(path, picture)
 
 
 def target_size(size: Size, width: int, height: int) -> tuple[int, int]:
@@ -209,13 +236,17 @@ def _unit(array: np.ndarray, cmap: str, percentile: float | None, mode: str | No
 
 
 def _colour_image(unit: np.ndarray, cmap: str, size: Size | None) -> Image.Image:
-    if size is not None:
-        height, width = unit.shape
-        resized = Image.fromarray(unit.astype(np.float32)).resize(
-            target_size(size, width, height), Image.Resampling.BILINEAR
-        )
-        unit = np.asarray(resized)
-    return Image.fromarray(colormaps.apply(unit, cmap))
+    return Image.fromarray(colormaps.apply(_resize_unit(unit, size), cmap))
+
+
+def _resize_unit(unit: np.ndarray, size: Size | None) -> np.ndarray:
+    """Colour map positions resized (bilinear) to ``size`` as in :func:`target_size`; unchanged for ``None``."""
+    if size is None:
+        return unit
+    height, width = unit.shape
+    if target_size(size, width, height) == (width, height):
+        return unit
+    return np.asarray(resize(Image.fromarray(unit.astype(np.float32)), size))
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
