@@ -35,7 +35,7 @@ def explain(
     return get_method(method)(model, **params).explain(inputs, target=target)
 
 
-_SUBMODULES = {"lrp", "attribution", "graph", "viz", "zoo", "data", "cli"}
+_SUBMODULES = {"lrp", "attribution", "graph", "viz", "zoo", "data", "cli", "evaluate", "analyze", "store"}
 
 
 def __getattr__(name: str) -> Any:

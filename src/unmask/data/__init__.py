@@ -1,4 +1,4 @@
-"""Images in: files, folders and the photos scikit-image ships."""
+"""Images in: files, folders, labelled data sets and the photos scikit-image ships."""
 from .images import (
     IMAGE_SUFFIXES,
     MAX_PIXELS,
@@ -10,6 +10,7 @@ from .images import (
     list_images,
     load_image,
 )
+from .folders import FileList, ImageFolder
 from .photos import DEFAULT_PHOTOS, photo_names, sample_photos
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "MIN_SIDE",
     "NOTE_KEY",
     "DEFAULT_PHOTOS",
+    "FileList",
+    "ImageFolder",
     "ImageLoadError",
     "expand_inputs",
     "is_image_file",

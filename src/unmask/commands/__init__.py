@@ -1,0 +1,1 @@
+"""Subcommands of ``unmask`` beyond ``explain``: each module has ``configure(parser)`` and ``run(args)``."""

@@ -1,0 +1,221 @@
+"""``unmask attribute``: explanations for a whole data set, into a resumable on-disk store.
+
+    unmask attribute photos/ --out runs/photos                    # class sub-folders, EfficientNet-Lite0
+    unmask attribute cleverhans:test --out runs/ch                # unmask's Clever Hans set and its model
+    unmask attribute list.csv --out runs/x --model net.pt --arch mymodule:build --method lrp.epsilon_plus
+    unmask attribute data/ --out runs/x --worker 0 --workers 2    # two processes, one folder each or shared
+    unmask attribute --merge runs/x0 runs/x1 --out runs/x.h5      # one file from several workers' stores
+
+Killed (Ctrl-C, kill -9, a crash) and started again with the same arguments, it computes only what is
+missing; the finished store holds every sample once with the numbers of an uninterrupted run.
+Read the store in Python with ``unmask.store.open_store(STORE)``; cluster it with ``unmask spray``.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_METHOD = "lrp.epsilon_plus_flat"
+
+
+class _Usage(Exception):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``unmask attribute`` to ``parser``."""
+    parser.description = (
+        "Explain every sample of a data set and write relevance, predictions, target logits, labels and "
+        "paths to a chunked HDF5 store that survives being killed and resumes where it stopped."
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "data:\n"
+        "  FOLDER                 class sub-folders of images (like torchvision's ImageFolder), or images at the top\n"
+        "  LIST.txt / LIST.csv    a file list: 'PATH [LABEL]' lines, or a CSV with path, label, x0, y0, x1, y1\n"
+        "  cleverhans[:SPLIT[:N]] unmask's shapes with a planted tag (split test, train or val; N samples)\n\n"
+        "relevance kept per sample: sum (over channels, H x W; default), full (C x H x W), pooled (P x P).\n\n"
+        "exit codes: 0 done; 1 the explanation failed; 2 usage error; 130 interrupted (start again to resume)."
+    )
+    parser.add_argument("data", nargs="*", metavar="DATA", help="folder, file list or cleverhans[:split[:n]]; with --merge: the stores to merge")
+    parser.add_argument("--out", "-o", required=True, metavar="STORE", help="the store folder (created, or resumed if it exists); with --merge: the merged .h5 file")
+    parser.add_argument("--model", default=None, metavar="SPEC", help="zoo name, module:function, TorchScript or state-dict file (default: cleverhans for the cleverhans data, else efficientnet-lite0)")
+    parser.add_argument("--arch", metavar="MODULE:FUNCTION", help="builds the network a state-dict --model is loaded into")
+    parser.add_argument("--method", "-m", default=DEFAULT_METHOD, help=f"attribution method (default: {DEFAULT_METHOD}); see 'unmask methods'")
+    parser.add_argument("--param", "-p", dest="params", action="append", metavar="KEY=VALUE", help="a method parameter (VALUE is a Python literal); repeatable")
+    parser.add_argument("--target", default="predicted", metavar="T", help="'predicted' (default), 'label', or a class index or name")
+    parser.add_argument("--relevance", choices=("sum", "full", "pooled"), default="sum", help="what to keep per sample (default: sum)")
+    parser.add_argument("--pool", type=_positive_int, default=20, metavar="P", help="side of the pooled heatmap for --relevance pooled (default: 20)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="samples per forward/backward pass (default: 32)")
+    parser.add_argument("--shard-size", type=_positive_int, default=256, metavar="N", help="samples per shard file (default: 256)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--worker", type=_count, default=0, metavar="I", help="this process's number when several share the work (default: 0)")
+    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="how many processes share the work (default: 1)")
+    parser.add_argument("--num-workers", type=_count, default=0, metavar="N", help="data loading processes (default: 0, in this process)")
+    parser.add_argument("--save-logits", action="store_true", help="also keep every sample's whole output")
+    parser.add_argument("--image-size", type=_positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
+    parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo")
+    parser.add_argument("--merge", action="store_true", help="merge the stores given as DATA into the file --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _error(message: str) -> None:
+    print(f"unmask: error: {message}", file=sys.stderr, flush=True)
+
+
+def _note(message: str) -> None:
+    print(f"unmask: {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``unmask attribute`` for parsed ``args``; returns the exit code."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        _error("interrupted; run the same command again to resume")
+        return 130
+    except _Usage as error:
+        _error(str(error))
+        return EXIT_USAGE
+    except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
+        from .. import cli
+        from ..data.images import ImageLoadError
+        from ..store import StoreError
+
+        if isinstance(error, (cli.UsageError, StoreError, ImageLoadError, FileNotFoundError)):
+            _error(" ".join(str(error).split()))
+            return EXIT_USAGE
+        _error(f"attribution failed: {type(error).__name__}: {' '.join(str(error).split())}")
+        return EXIT_FAILED
+
+
+def parse_data(spec: str, transform: Any) -> Any:
+    """A DATA argument as a data set: ``cleverhans[:split[:n]]``, a folder or a file list."""
+    from ..data import folders
+
+    if spec == "cleverhans" or spec.startswith("cleverhans:"):
+        from ..data.cleverhans import CleverHans
+
+        parts = spec.split(":")[1:]
+        split = parts[0] if parts and parts[0] else "test"
+        size = None
+        if len(parts) > 1:
+            try:
+                size = int(parts[1])
+            except ValueError:
+                raise _Usage(f"{spec!r}: the size after the split must be a number (cleverhans:test:500)") from None
+        if len(parts) > 2:
+            raise _Usage(f"{spec!r} is not of the form cleverhans[:SPLIT[:N]]")
+        try:
+            return CleverHans(split, size)
+        except ValueError as error:
+            raise _Usage(f"{spec!r}: {error}") from None
+    return folders.from_path(spec, transform)
+
+
+def _params(specs: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for spec in specs or []:
+        key, sep, raw = spec.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise _Usage(f"--param {spec!r} is not of the form KEY=VALUE")
+        try:
+            params[key] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            params[key] = raw.strip()
+    return params
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import cli, get_method
+    from .. import store as store_module
+    from ..zoo import cleverhans as _cleverhans  # noqa: F401 - registers the cleverhans model in the zoo
+
+    started = time.perf_counter()
+    if args.merge:
+        if len(args.data) < 1:
+            raise _Usage("--merge needs the store folders to merge as arguments")
+        merged = store_module.merge(args.data, args.out)
+        print(f"unmask: merged {len(merged)} samples from {len(args.data)} store(s) into {args.out}", flush=True)
+        return EXIT_OK
+    if len(args.data) != 1:
+        raise _Usage(f"give exactly one DATA (a folder, a file list or cleverhans[:split]), got {len(args.data)}")
+    if not 0 <= args.worker < args.workers:
+        raise _Usage(f"--worker must be in 0 .. {args.workers - 1} for --workers {args.workers}, got {args.worker}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise _Usage(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    try:
+        get_method(args.method)
+    except ValueError as error:
+        raise _Usage(str(error)) from None
+    data_spec = args.data[0]
+    is_cleverhans = data_spec == "cleverhans" or data_spec.startswith("cleverhans:")
+    model_spec = args.model or ("cleverhans" if is_cleverhans else "efficientnet-lite0")
+    net = cli.load_model_spec(
+        model_spec, arch=args.arch, device=args.device, image_size=args.image_size, classes=args.classes
+    )
+    dataset = parse_data(data_spec, net.preprocessing)
+    params = _params(args.params)
+    if args.method.endswith("_box") and "low" not in params and "high" not in params:
+        params["low"], params["high"] = net.low, net.high
+    classes = list(net.classes or getattr(dataset, "classes", []) or [])
+    target: Any = args.target
+    if target not in ("predicted", "label"):
+        if target.lstrip("-").isdigit():
+            target = int(target)
+        elif target in classes:
+            target = classes.index(target)
+        else:
+            raise _Usage(f"--target {args.target!r} is not 'predicted', 'label', a class index or a class name")
+    _note(f"explaining {len(dataset)} samples of {data_spec} with {args.method} on {net.name} into {args.out}")
+    store = store_module.attribute(
+        net,
+        dataset,
+        args.out,
+        method=args.method,
+        params=params,
+        target=target,
+        relevance=args.relevance,
+        pool=args.pool,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        device=args.device,
+        worker=args.worker,
+        workers=args.workers,
+        num_workers=args.num_workers,
+        save_logits=args.save_logits,
+        model_name=model_spec,
+        classes=classes,
+        progress=not args.no_progress,
+    )
+    seconds = time.perf_counter() - started
+    state = "complete" if store.complete else f"{len(store)} of {store.size} samples (other workers' shards missing)"
+    print(f"unmask: store {args.out}: {state}, {seconds:.1f} s", flush=True)
+    return EXIT_OK
