@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
+
 #: Methods ``unmask explain`` runs when no ``--method`` is given (those that are installed).
 DEFAULT_METHODS = ("lrp.epsilon_plus_flat", "lrp.epsilon_gamma_box", "gradient_x_input", "integrated_gradients")
 DEFAULT_MODEL = "efficientnet-lite0"
@@ -32,12 +34,6 @@ DEFAULT_OUT = "out"
 # overlays over a grayscale copy of the input, opaque where the relevance is strong.
 HEATMAP_STYLE: dict[str, Any] = {"cmap": "bwr", "percentile": 99.5}
 OVERLAY_STYLE: dict[str, Any] = {**HEATMAP_STYLE, "alpha": "relevance", "gray": True}
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for: reported in one line, exit code 2, no traceback."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -87,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target", default="predicted", metavar="T", help="'predicted' (default), a class index, or a class name")
     explain.add_argument("--out", "-o", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})")
     explain.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    explain.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="images per forward/backward pass (default: 8)")
-    explain.add_argument("--image-size", type=_positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
+    explain.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="images per forward/backward pass (default: 8)")
+    explain.add_argument("--image-size", type=positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
     explain.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo; 'imagenet' for the ImageNet-1k list")
     explain.add_argument("--photos", nargs="+", metavar="NAME", help="scikit-image sample photos to explain when no images are given ('all' for every one)")
     explain.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -126,16 +122,6 @@ def _add_subcommand(commands: Any, name: str) -> None:
     )
     module.configure(parser)
     parser.set_defaults(run=module.run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,32 +18,11 @@ import sys
 import time
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, non_negative_int, positive_int
+
 DEFAULT_METHOD = "lrp.epsilon_plus_flat"
 
 
-class _Usage(Exception):
-    pass
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -69,15 +48,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", "-p", dest="params", action="append", metavar="KEY=VALUE", help="a method parameter (VALUE is a Python literal); repeatable")
     parser.add_argument("--target", default="predicted", metavar="T", help="'predicted' (default), 'label', or a class index or name")
     parser.add_argument("--relevance", choices=("sum", "full", "pooled"), default="sum", help="what to keep per sample (default: sum)")
-    parser.add_argument("--pool", type=_positive_int, default=20, metavar="P", help="side of the pooled heatmap for --relevance pooled (default: 20)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="samples per forward/backward pass (default: 32)")
-    parser.add_argument("--shard-size", type=_positive_int, default=256, metavar="N", help="samples per shard file (default: 256)")
+    parser.add_argument("--pool", type=positive_int, default=20, metavar="P", help="side of the pooled heatmap for --relevance pooled (default: 20)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="samples per forward/backward pass (default: 32)")
+    parser.add_argument("--shard-size", type=positive_int, default=256, metavar="N", help="samples per shard file (default: 256)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--worker", type=_count, default=0, metavar="I", help="this process's number when several share the work (default: 0)")
-    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="how many processes share the work (default: 1)")
-    parser.add_argument("--num-workers", type=_count, default=0, metavar="N", help="data loading processes (default: 0, in this process)")
+    parser.add_argument("--worker", type=non_negative_int, default=0, metavar="I", help="this process's number when several share the work (default: 0)")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help="how many processes share the work (default: 1)")
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, metavar="N", help="data loading processes (default: 0, in this process)")
     parser.add_argument("--save-logits", action="store_true", help="also keep every sample's whole output")
-    parser.add_argument("--image-size", type=_positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
+    parser.add_argument("--image-size", type=positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
     parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo")
     parser.add_argument("--merge", action="store_true", help="merge the stores given as DATA into the file --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -98,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _error("interrupted; run the same command again to resume")
         return 130
-    except _Usage as error:
+    except UsageError as error:
         _error(str(error))
         return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
@@ -127,13 +106,13 @@ def parse_data(spec: str, transform: Any) -> Any:
             try:
                 size = int(parts[1])
             except ValueError:
-                raise _Usage(f"{spec!r}: the size after the split must be a number (cleverhans:test:500)") from None
+                raise UsageError(f"{spec!r}: the size after the split must be a number (cleverhans:test:500)") from None
         if len(parts) > 2:
-            raise _Usage(f"{spec!r} is not of the form cleverhans[:SPLIT[:N]]")
+            raise UsageError(f"{spec!r} is not of the form cleverhans[:SPLIT[:N]]")
         try:
             return CleverHans(split, size)
         except ValueError as error:
-            raise _Usage(f"{spec!r}: {error}") from None
+            raise UsageError(f"{spec!r}: {error}") from None
     return folders.from_path(spec, transform)
 
 
@@ -143,7 +122,7 @@ def _params(specs: list[str] | None) -> dict[str, Any]:
         key, sep, raw = spec.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise _Usage(f"--param {spec!r} is not of the form KEY=VALUE")
+            raise UsageError(f"--param {spec!r} is not of the form KEY=VALUE")
         try:
             params[key] = ast.literal_eval(raw.strip())
         except (ValueError, SyntaxError):
@@ -156,25 +135,24 @@ def _run(args: argparse.Namespace) -> int:
 
     from .. import cli, get_method
     from .. import store as store_module
-    from ..zoo import cleverhans as _cleverhans  # noqa: F401 - registers the cleverhans model in the zoo
 
     started = time.perf_counter()
     if args.merge:
         if len(args.data) < 1:
-            raise _Usage("--merge needs the store folders to merge as arguments")
+            raise UsageError("--merge needs the store folders to merge as arguments")
         merged = store_module.merge(args.data, args.out)
         print(f"unmask: merged {len(merged)} samples from {len(args.data)} store(s) into {args.out}", flush=True)
         return EXIT_OK
     if len(args.data) != 1:
-        raise _Usage(f"give exactly one DATA (a folder, a file list or cleverhans[:split]), got {len(args.data)}")
+        raise UsageError(f"give exactly one DATA (a folder, a file list or cleverhans[:split]), got {len(args.data)}")
     if not 0 <= args.worker < args.workers:
-        raise _Usage(f"--worker must be in 0 .. {args.workers - 1} for --workers {args.workers}, got {args.worker}")
+        raise UsageError(f"--worker must be in 0 .. {args.workers - 1} for --workers {args.workers}, got {args.worker}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise _Usage(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
     try:
         get_method(args.method)
     except ValueError as error:
-        raise _Usage(str(error)) from None
+        raise UsageError(str(error)) from None
     data_spec = args.data[0]
     is_cleverhans = data_spec == "cleverhans" or data_spec.startswith("cleverhans:")
     model_spec = args.model or ("cleverhans" if is_cleverhans else "efficientnet-lite0")
@@ -193,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
         elif target in classes:
             target = classes.index(target)
         else:
-            raise _Usage(f"--target {args.target!r} is not 'predicted', 'label', a class index or a class name")
+            raise UsageError(f"--target {args.target!r} is not 'predicted', 'label', a class index or a class name")
     _note(f"explaining {len(dataset)} samples of {data_spec} with {args.method} on {net.name} into {args.out}")
     store = store_module.attribute(
         net,

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, non_negative_int, positive_int
+
 HELP = "score heatmaps: pixel flipping / AOPC, selectivity and other metrics -> evaluation.json, plot, page"
 DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ")
 
@@ -31,27 +33,7 @@ DEFAULT_MODEL = "efficientnet-lite0"
 DEFAULT_OUT = "out/evaluate"
 #: Images per explanation pass (the perturbation sweep uses --batch-size).
 EXPLAIN_BATCH = 8
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -71,17 +53,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", dest="metrics", action="extend", nargs="+", choices=METRIC_CHOICES, metavar="METRIC", help=f"metrics to compute: {', '.join(METRIC_CHOICES)} (default: {', '.join(DEFAULT_METRICS)})")
     parser.add_argument("--target", default="predicted", metavar="T", help="'predicted' (default), a class index, or a class name")
     parser.add_argument("--out", "-o", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--steps", type=_positive_int, default=100, metavar="N", help="perturbation steps (default: 100)")
-    parser.add_argument("--region", type=_positive_int, default=9, metavar="N", help="side of the square regions in pixels; 1 flips single pixels (default: 9)")
+    parser.add_argument("--steps", type=positive_int, default=100, metavar="N", help="perturbation steps (default: 100)")
+    parser.add_argument("--region", type=positive_int, default=9, metavar="N", help="side of the square regions in pixels; 1 flips single pixels (default: 9)")
     parser.add_argument("--perturbation", choices=("uniform", "blur", "mean", "constant"), default="uniform", help="what replaces a region (default: uniform noise in the valid pixel range)")
     parser.add_argument("--score", choices=("logit", "probability"), default="logit", help="score the target's logit (default) or softmax probability")
-    parser.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="seed of the uniform noise (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, metavar="N", help="seed of the uniform noise (default: 0)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=_positive_int, default=None, metavar="N", help="perturbed images per forward pass (default: 4 on a CPU, 128 on a GPU)")
-    parser.add_argument("--image-size", type=_positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="perturbed images per forward pass (default: 4 on a CPU, 128 on a GPU)")
+    parser.add_argument("--image-size", type=positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
     parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo; 'imagenet' for the ImageNet-1k list")
     parser.add_argument("--photos", nargs="+", metavar="NAME", help="scikit-image sample photos to use when no images are given ('all' for every one)")
-    parser.add_argument("--randomisation-layers", type=_positive_int, default=5, metavar="N", help="top layers randomised by --metric randomisation (default: 5)")
+    parser.add_argument("--randomisation-layers", type=positive_int, default=5, metavar="N", help="top layers randomised by --metric randomisation (default: 5)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -18,21 +18,9 @@ from typing import Any
 
 import numpy as np
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
 
 
-class _Usage(Exception):
-    pass
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -52,10 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for spray.json and index.html")
     parser.add_argument("--class", dest="cls", metavar="C", help="analyse the samples of this class (index or name; default: all samples)")
     parser.add_argument("--by", choices=("label", "prediction", "target"), default=None, help="how --class selects: by the data set's label (default when labels exist), the prediction, or the explained class")
-    parser.add_argument("--clusters", type=_positive_int, default=None, metavar="N", help="number of clusters (default: chosen by the eigengap)")
-    parser.add_argument("--max-clusters", type=_positive_int, default=10, metavar="N", help="largest number of clusters the eigengap may pick (default: 10)")
-    parser.add_argument("--k", type=_positive_int, default=None, help="neighbours in the affinity graph (default: ceil(ln n))")
-    parser.add_argument("--size", type=_positive_int, default=20, metavar="PX", help="side of the pooled heatmaps (default: 20)")
+    parser.add_argument("--clusters", type=positive_int, default=None, metavar="N", help="number of clusters (default: chosen by the eigengap)")
+    parser.add_argument("--max-clusters", type=positive_int, default=10, metavar="N", help="largest number of clusters the eigengap may pick (default: 10)")
+    parser.add_argument("--k", type=positive_int, default=None, help="neighbours in the affinity graph (default: ceil(ln n))")
+    parser.add_argument("--size", type=positive_int, default=20, metavar="PX", help="side of the pooled heatmaps (default: 20)")
     parser.add_argument("--normalize", choices=("none", "l2", "max", "sum"), default="none", help="per-sample normalisation (default: none)")
     parser.add_argument("--clusterer", choices=("kmeans", "agglomerative", "dbscan", "hdbscan"), default="kmeans", help="clustering of the spectral embedding (default: kmeans)")
     parser.add_argument("--embedding", choices=("tsne", "umap", "spectral", "none"), default="tsne", help="2-D embedding for the picture (default: tsne)")
@@ -77,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
-    except _Usage as error:
+    except UsageError as error:
         _error(str(error))
         return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
@@ -102,14 +90,14 @@ def select_class(store: Any, cls: str | None, by: str | None) -> tuple[np.ndarra
         index = classes.index(cls)
     else:
         known = f"; classes: {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}" if classes else " (the store has no class names; use an index)"
-        raise _Usage(f"--class {cls!r} is neither a class index nor a class name{known}")
+        raise UsageError(f"--class {cls!r} is neither a class index nor a class name{known}")
     if by is None:
         by = "label" if (store.labels >= 0).any() else "prediction"
     values = {"label": store.labels, "prediction": store.predictions, "target": store.targets}[by]
     chosen = values == index
     name = classes[index] if 0 <= index < len(classes) else f"class {index}"
     if not chosen.any():
-        raise _Usage(f"no sample of the store has {by} {index} ({name})")
+        raise UsageError(f"no sample of the store has {by} {index} ({name})")
     return chosen, index, f"{name} (by {by})"
 
 
@@ -180,10 +168,10 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     store = open_store(args.store)
     if len(store) == 0:
-        raise _Usage(f"{args.store} holds no samples yet; run 'unmask attribute' first")
+        raise UsageError(f"{args.store} holds no samples yet; run 'unmask attribute' first")
     selection, cls, what = select_class(store, args.cls, args.by)
     if selection.sum() < 4:
-        raise _Usage(f"only {int(selection.sum())} samples of {what}; SpRAy needs at least 4")
+        raise UsageError(f"only {int(selection.sum())} samples of {what}; SpRAy needs at least 4")
     result = spray(
         store,
         n_clusters=args.clusters,
