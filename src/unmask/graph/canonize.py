@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .kinds import BATCHNORMS, makes_nonnegative, node_kind
+from .kinds import makes_nonnegative, node_kind
 from .linear import Affine
 from .trace import owner, trace
 
@@ -127,7 +127,7 @@ class ExplainableGraph:
                 self._constants[node] = _get_attr(self.module, node.target)
                 continue
             module = self.module.get_submodule(node.target) if node.op == "call_module" else None
-            path, owner_type = owner(node)
+            path, _ = owner(node)
             owner_module = module if module is not None else _find(self.module, path)
             inputs = [n for n in node.all_input_nodes if n in dynamic]
             kind = node_kind(node, module)
@@ -265,6 +265,9 @@ class ExplainableGraph:
         values = env if not overrides else {**env, **overrides}
         if step.affine is not None:
             return step.affine(values[step.inputs[0]])
+        return self._call(node, values)
+
+    def _call(self, node: fx.Node, values: dict[fx.Node, Any]) -> Any:
         args = fx.node.map_arg(node.args, lambda n: self._lookup(n, values))
         kwargs = fx.node.map_arg(node.kwargs, lambda n: self._lookup(n, values))
         if node.op == "call_module":
@@ -280,14 +283,7 @@ class ExplainableGraph:
             return self._constants[node]
         if node in self._defaults:
             return self._defaults[node]
-        # a value computed from constants only (e.g. a shape): evaluate it on demand
-        args = fx.node.map_arg(node.args, lambda n: self._lookup(n, values))
-        kwargs = fx.node.map_arg(node.kwargs, lambda n: self._lookup(n, values))
-        if node.op == "call_module":
-            return self.module.get_submodule(node.target)(*args, **kwargs)
-        if node.op == "call_function":
-            return node.target(*args, **kwargs)
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
+        return self._call(node, values)  # computed from constants only (e.g. a shape): on demand
 
     def forward(self, inputs: torch.Tensor) -> tuple[dict[fx.Node, Any], torch.Tensor]:
         """Forward pass keeping every intermediate value: ``(values by node, output)``."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 from typing import Iterable
 
-import torch
 from torch import fx, nn
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
