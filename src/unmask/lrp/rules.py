@@ -297,24 +297,34 @@ class Gamma(_Weighted):
         self._check(layer)
         f, (x,), z = layer.affine, layer.inputs, layer.output
         g, w, b = self.gamma, f.weight, f.bias
-        w_up, w_down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
+        w_up = w + g * w.clamp(min=0)
         b_up = None if b is None else b + g * b.clamp(min=0)
+        if layer.nonnegative[0]:
+            return [self._nonnegative(f, x, z, relevance, w_up, b_up)]
+        w_down = w + g * w.clamp(max=0)
         b_down = None if b is None else b + g * b.clamp(max=0)
         zero = _scalar(0.0, relevance)
         r_pos, r_neg = torch.where(z > 0, relevance, zero), torch.where(z < 0, relevance, zero)
-        if layer.nonnegative[0]:
-            # W^ + W_ = (2 + gamma) W, so f(x; W_, b_) = (2 + gamma) z - f(x; W^, b^): one modified forward
-            # and two transposes instead of two of each. Both denominators stay >= |z| in magnitude.
-            z_up = f(x, w_up, b_up)
-            sp = divide(r_pos, z_up, self.stabilizer)
-            sn = divide(r_neg, (2 + g) * z - z_up, self.stabilizer)
-            return [x * (f.transpose(sp - sn, x, w_up) + (2 + g) * f.transpose(sn, x, w))]
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         sp = divide(r_pos, f(xp, w_up, b_up) + f(xn, w_down, None), self.stabilizer)
         sn = divide(r_neg, f(xp, w_down, b_down) + f(xn, w_up, None), self.stabilizer)
         up_from_p, down_from_p = f.transpose(sp, x, w_up), f.transpose(sp, x, w_down)
         up_from_n, down_from_n = f.transpose(sn, x, w_up), f.transpose(sn, x, w_down)
         return [xp * (up_from_p + down_from_n) + xn * (down_from_p + up_from_n)]
+
+    def _nonnegative(self, f: Any, x: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor,
+                     w_up: torch.Tensor, b_up: torch.Tensor | None) -> torch.Tensor:
+        """``x >= 0``: since ``W^ + W_ = (2 + gamma) W``, ``f(x; W_, b_) = (2 + gamma) z - f(x; W^, b^)``, so
+        one modified forward and two transposes suffice. Where ``z > 0`` the denominator ``f(x; W^, b^) >= z``
+        is positive, where ``z < 0`` the other one is ``<= z``: each is stabilised by its known sign and
+        masked in place, without temporaries the size of the activations."""
+        g = self.gamma
+        z_up = f(x, w_up, b_up)
+        z_down = torch.mul(z, 2 + g).sub_(z_up)
+        sp = torch.div(relevance, z_up.add_(self.stabilizer), out=z_up).masked_fill_(z <= 0, 0.0)
+        sn = torch.div(relevance, z_down.sub_(self.stabilizer), out=z_down).masked_fill_(z >= 0, 0.0)
+        grad = f.transpose(sp.sub_(sn), x, w_up).add_(f.transpose(sn, x, f.weight), alpha=2 + g)
+        return grad.mul_(x)
 
 
 class ZBox(_Weighted):
