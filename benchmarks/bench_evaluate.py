@@ -16,15 +16,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import types
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from unmask import evaluate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from zennit_oracle import import_zennit  # noqa: E402
 
 
 def vgg_like(classes: int = 10) -> nn.Sequential:
@@ -40,20 +43,8 @@ def vgg_like(classes: int = 10) -> nn.Sequential:
 
 
 def import_quantus():
-    """Quantus imports zennit when present, whose __init__ imports torchvision.models.resnet; without
-    torchvision (the CPU torch here) a two-class stand-in is registered first."""
-    if "torchvision.models.resnet" not in sys.modules:
-        try:
-            import torchvision.models.resnet  # noqa: F401
-        except Exception:
-            resnet = types.ModuleType("torchvision.models.resnet")
-            resnet.BasicBlock = type("BasicBlock", (nn.Module,), {})
-            resnet.Bottleneck = type("Bottleneck", (nn.Module,), {})
-            models = types.ModuleType("torchvision.models")
-            models.resnet = resnet
-            root = types.ModuleType("torchvision")
-            root.models = models
-            sys.modules.update({"torchvision": root, "torchvision.models": models, "torchvision.models.resnet": resnet})
+    """Quantus imports zennit when present, which needs the torchvision stand-in of the tests first."""
+    import_zennit()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import quantus
