@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
+from .commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
+from .commands._args import error as _error
 
 #: Methods ``unmask explain`` runs when no ``--method`` is given (those that are installed).
 DEFAULT_METHODS = ("lrp.epsilon_plus_flat", "lrp.epsilon_gamma_box", "gradient_x_input", "integrated_gradients")
@@ -75,9 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     explain.add_argument("inputs", nargs="*", metavar="IMAGE", help="image files or folders (default: scikit-image sample photos)")
-    explain.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"zoo name, module:function, TorchScript or state-dict file (default: {DEFAULT_MODEL})")
-    explain.add_argument("--arch", metavar="MODULE:FUNCTION", help="builds the network a state-dict file given as --model is loaded into")
-    explain.add_argument("--trust-pickle", action="store_true", help="allow --model files that are full pickles (they can run arbitrary code)")
+    add_model_options(explain, DEFAULT_MODEL)
     explain.add_argument("--method", "-m", dest="methods", action="extend", nargs="+", metavar="METHOD", help=f"one or more registered methods (default: {', '.join(DEFAULT_METHODS)}); see 'unmask methods'")
     explain.add_argument("--param", "-p", dest="params", action="append", metavar="[METHOD:]KEY=VALUE", help="a method parameter, e.g. steps=16 or lrp.epsilon:epsilon=1e-3 (VALUE is a Python literal); repeatable")
     explain.add_argument("--target", default="predicted", metavar="T", help="'predicted' (default), a class index, or a class name")
@@ -142,10 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # e.g. the output folder is not writable or the disk is full
         _error(f"{error.filename + ': ' if getattr(error, 'filename', None) else ''}{error.strerror or error}")
         return EXIT_FAILED
-
-
-def _error(message: str) -> None:
-    print(f"unmask: error: {message}", file=sys.stderr, flush=True)
 
 
 def _note(message: str) -> None:

@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Any
 
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, non_negative_int, positive_int
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, non_negative_int, positive_int
+from ._args import error as _error
 
 DEFAULT_METHOD = "lrp.epsilon_plus_flat"
 
@@ -42,8 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("data", nargs="*", metavar="DATA", help="folder, file list or cleverhans[:split[:n]]; with --merge: the stores to merge")
     parser.add_argument("--out", "-o", required=True, metavar="STORE", help="the store folder (created, or resumed if it exists); with --merge: the merged .h5 file")
-    parser.add_argument("--model", default=None, metavar="SPEC", help="zoo name, module:function, TorchScript or state-dict file (default: cleverhans for the cleverhans data, else efficientnet-lite0)")
-    parser.add_argument("--arch", metavar="MODULE:FUNCTION", help="builds the network a state-dict --model is loaded into")
+    add_model_options(parser, None, "cleverhans for the cleverhans data, else efficientnet-lite0")
     parser.add_argument("--method", "-m", default=DEFAULT_METHOD, help=f"attribution method (default: {DEFAULT_METHOD}); see 'unmask methods'")
     parser.add_argument("--param", "-p", dest="params", action="append", metavar="KEY=VALUE", help="a method parameter (VALUE is a Python literal); repeatable")
     parser.add_argument("--target", default="predicted", metavar="T", help="'predicted' (default), 'label', or a class index or name")
@@ -60,10 +60,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo")
     parser.add_argument("--merge", action="store_true", help="merge the stores given as DATA into the file --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _error(message: str) -> None:
-    print(f"unmask: error: {message}", file=sys.stderr, flush=True)
 
 
 def _note(message: str) -> None:
@@ -157,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     is_cleverhans = data_spec == "cleverhans" or data_spec.startswith("cleverhans:")
     model_spec = args.model or ("cleverhans" if is_cleverhans else "efficientnet-lite0")
     net = cli.load_model_spec(
-        model_spec, arch=args.arch, device=args.device, image_size=args.image_size, classes=args.classes
+        model_spec, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device, image_size=args.image_size, classes=args.classes
     )
     dataset = parse_data(data_spec, net.preprocessing)
     params = _params(args.params)

@@ -16,7 +16,8 @@ import sys
 import time
 from typing import Any
 
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
+from ._args import error as _error
 
 #: Layers dissected when none are named, per zoo model.
 DEFAULT_LAYERS = {
@@ -42,8 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "shuffle:G rearranges G x G patches.\n\n"
         "exit codes: 0 done; 1 the dissection failed; 2 usage error."
     )
-    parser.add_argument("--model", default="efficientnet-lite0", metavar="SPEC", help="zoo name (efficientnet-lite0, concept-net), module:function, TorchScript or state-dict file (default: efficientnet-lite0)")
-    parser.add_argument("--arch", metavar="MODULE:FUNCTION", help="builds the network a state-dict --model is loaded into")
+    add_model_options(parser)
     parser.add_argument("--layer", "-l", dest="layers", action="extend", nargs="+", metavar="NAME", help="module name(s) from model.named_modules() (default: a spread of layers for zoo models)")
     parser.add_argument("--concepts", "-c", default="generated", metavar="SPEC", help="'generated' (default), 'generated:n=...,seed=...' or a Broden-format folder")
     parser.add_argument("--images", type=positive_int, default=None, metavar="N", help=f"images of the generated concept set (default: {DEFAULT_IMAGES})")
@@ -62,10 +62,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-images", type=positive_int, default=6, metavar="N", help="top images per unit (default: 6)")
     parser.add_argument("--out", "-o", default="out/dissect", metavar="DIR", help="output folder (default: out/dissect)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _error(message: str) -> None:
-    print(f"unmask: error: {message}", file=sys.stderr, flush=True)
 
 
 def _concepts(args: argparse.Namespace, size: int) -> Any:
@@ -130,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
     perturbations = [parse_perturbation(p, seed=args.seed) for p in (args.perturb or [])]
-    net = cli.load_model_spec(args.model, arch=args.arch, device=args.device, image_size=args.image_size or 224)
+    net = cli.load_model_spec(args.model, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device, image_size=args.image_size or 224)
     layers = _layers(args, net)
     dataset = _concepts(args, net.preprocessing.size)
     options = dict(

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, non_negative_int, positive_int
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_model_options, non_negative_int, positive_int
+from ._args import error as _error
 
 HELP = "score heatmaps: pixel flipping / AOPC, selectivity and other metrics -> evaluation.json, plot, page"
 DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ")
@@ -45,9 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "exit codes: 0 done; 1 a method failed (the others are still evaluated); 2 usage error."
     )
     parser.add_argument("inputs", nargs="*", metavar="IMAGE", help="image files or folders (default: scikit-image sample photos)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"zoo name, module:function, TorchScript or state-dict file (default: {DEFAULT_MODEL})")
-    parser.add_argument("--arch", metavar="MODULE:FUNCTION", help="builds the network a state-dict file given as --model is loaded into")
-    parser.add_argument("--trust-pickle", action="store_true", help="allow --model files that are full pickles (they can run arbitrary code)")
+    add_model_options(parser, DEFAULT_MODEL)
     parser.add_argument("--method", "-m", dest="methods", action="extend", nargs="+", metavar="METHOD", help=f"methods to evaluate (default: {', '.join(DEFAULT_METHODS)})")
     parser.add_argument("--param", "-p", dest="params", action="append", metavar="[METHOD:]KEY=VALUE", help="a method parameter, e.g. lrp.epsilon_gamma_box:gamma=0.5 (VALUE is a Python literal); repeatable")
     parser.add_argument("--metric", dest="metrics", action="extend", nargs="+", choices=METRIC_CHOICES, metavar="METRIC", help=f"metrics to compute: {', '.join(METRIC_CHOICES)} (default: {', '.join(DEFAULT_METRICS)})")
@@ -69,10 +68,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _say(message: str) -> None:
     print(f"unmask: {message}", file=sys.stderr, flush=True)
-
-
-def _error(message: str) -> None:
-    print(f"unmask: error: {message}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from typing import Any
 
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
+from ._args import error as _error
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "  direction:LAYER:FILE.npy    a direction in the layer's channel space\n\n"
         "exit codes: 0 done; 1 the optimisation failed; 2 usage error."
     )
-    parser.add_argument("--model", default="efficientnet-lite0", metavar="SPEC", help="zoo name, module:function, TorchScript or state-dict file (default: efficientnet-lite0)")
-    parser.add_argument("--arch", metavar="MODULE:FUNCTION", help="builds the network a state-dict --model is loaded into")
+    add_model_options(parser)
     parser.add_argument("--target", "-t", dest="targets", action="extend", nargs="+", required=True, metavar="T", help="one or more targets (see below); one image each")
     parser.add_argument("--steps", type=positive_int, default=256, metavar="N", help="optimisation steps (default: 256)")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default: 0.05)")
@@ -56,10 +55,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo; 'imagenet' for ImageNet-1k")
     parser.add_argument("--out", "-o", default="out/prototype", metavar="DIR", help="output folder (default: out/prototype)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _error(message: str) -> None:
-    print(f"unmask: error: {message}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
-    net = cli.load_model_spec(args.model, arch=args.arch, device=args.device, image_size=args.image_size or 224, classes=args.classes)
+    net = cli.load_model_spec(args.model, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device, image_size=args.image_size or 224, classes=args.classes)
     targets = [parse_target(text, net.classes) for text in args.targets]
     settings = dict(
         steps=args.steps, lr=args.lr, param=args.param, decorrelate=not args.no_decorrelate, transforms=not args.no_transforms,

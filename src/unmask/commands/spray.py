@@ -11,7 +11,6 @@ verification of a planted shortcut, context use when the store has boxes or mask
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
+from ._args import error as _error
 
 
 
@@ -52,10 +52,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (k-means, t-SNE, eigensolver start; default: 0)")
     parser.add_argument("--no-verify", action="store_true", help="skip the shortcut verification (Clever Hans data only)")
     parser.add_argument("--no-context", action="store_true", help="skip context use (stores with boxes or masks only)")
-
-
-def _error(message: str) -> None:
-    print(f"unmask: error: {message}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
