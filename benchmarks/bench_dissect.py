@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from unmask import zoo
 from unmask.analyze import dissect, prototype
-from unmask.analyze.dissect import _inputs, _resolve_model, activation_maps
+from unmask.analyze.dissect import activation_maps
+from unmask.models import pixel_model
 from unmask.data.concepts import GeneratedConcepts, collate_concepts
 from unmask.zoo import small
 
@@ -78,7 +79,7 @@ def naive_iou(net, layer: str, data: GeneratedConcepts, n: int, quantile: float)
 
 
 def forward_only(net, layer: str, data: GeneratedConcepts, batch_size: int, device: torch.device) -> None:
-    resolved = _resolve_model(net, None, None, None)
+    resolved = pixel_model(net)
     module = dict(resolved.module.named_modules())[layer]
 
     class Stop(Exception):
@@ -93,7 +94,7 @@ def forward_only(net, layer: str, data: GeneratedConcepts, batch_size: int, devi
             for start in range(0, len(data), batch_size):
                 batch = collate_concepts([data[i] for i in range(start, min(start + batch_size, len(data)))])
                 try:
-                    resolved.module(_inputs(batch.images.to(device), resolved))
+                    resolved.module(resolved.inputs(batch.images.to(device)))
                 except Stop:
                     pass
     finally:

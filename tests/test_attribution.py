@@ -452,7 +452,7 @@ def test_bad_inputs_and_targets_raise(name: str, net: Net, x: torch.Tensor) -> N
         ("smoothgrad", {"base_method": "no_such_method"}, "unknown method"),
         ("smoothgrad", {"base_method": "integrated_gradients", "quadrature": "bogus"}, "unknown quadrature"),
         ("smoothgrad", {"squared": "yes"}, "squared"),
-        ("gradcam", {"layer": "features.99"}, "no layer named"),
+        ("gradcam", {"layer": "features.99"}, "no layer 'features.99'"),
         ("gradcam", {"layer": nn.Conv2d(1, 1, 1)}, "not a submodule"),
         ("gradcam", {"relu": 1}, "relu"),
         ("occlusion", {"window": 0}, "window"),

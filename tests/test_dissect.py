@@ -1,12 +1,11 @@
-"""Network dissection: streaming quantiles, IoU against a brute-force reference and a model whose answer
-is known, the Broden format (a fixture written here), the generated concepts, the seed-002 options
-(perturbations, axis alignment), errors, and the ``unmask dissect`` command on the small zoo model."""
+"""Network dissection: IoU against a brute-force reference and a model whose answer
+is known, the Broden format (a fixture written here), the generated concepts, the robustness and
+axis-alignment experiments, errors, and the ``unmask dissect`` command on the small zoo model."""
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -18,67 +17,12 @@ from PIL import Image
 from torch import nn
 
 from unmask.analyze import axis_alignment, dissect, robustness
-from unmask.analyze.dissect import (
-    HistogramQuantile,
-    Perturbation,
-    TailQuantile,
-    parse_perturbation,
-    random_rotation,
-    streaming_quantile,
-)
+from unmask.analyze.dissect import Perturbation, parse_perturbation, random_rotation
+from test_dissect_quantiles import exact_threshold
 from unmask.data.broden import BrodenDataset, BrodenFormatError, decode_mask, encode_mask, write_broden
 from unmask.data.concepts import ConceptDataset, ConceptSample, GeneratedConcepts, load_concepts
 
 IDENTITY = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-
-
-# --------------------------------------------------------------------------------------------------
-# streaming quantiles
-
-
-def _exact(values: np.ndarray, quantile: float) -> np.ndarray:
-    """The documented definition: the (k+1)-th largest, k = floor(quantile * n)."""
-    n = values.shape[1]
-    k = min(int(math.floor(quantile * n + 1e-9)), n - 1)
-    return np.sort(values, axis=1)[:, n - 1 - k]
-
-
-@pytest.mark.parametrize("quantile", [0.005, 0.05, 0.3])
-def test_tail_quantile_is_exact_over_uneven_batches(quantile):
-    rng = np.random.default_rng(0)
-    values = np.concatenate([rng.normal(size=(4, 6000)), rng.exponential(size=(4, 4007)) * 3], axis=1).astype(np.float32)
-    values[2, ::7] = 1.5  # ties
-    estimator = TailQuantile(4, values.shape[1], quantile)
-    start = 0
-    for size in [1, 13, 500, 2048, 7445]:  # 10007 values
-        estimator.update(torch.from_numpy(values[:, start : start + size]))
-        start += size
-    assert start == values.shape[1]
-    np.testing.assert_array_equal(estimator.threshold().numpy(), _exact(values, quantile))
-
-
-def test_histogram_quantile_within_its_documented_error():
-    rng = np.random.default_rng(1)
-    # the range grows in both directions after the first batch, and units differ in scale
-    first = rng.uniform(0, 1, size=(3, 1000))
-    later = np.concatenate([rng.normal(2, 3, size=(3, 20000)), rng.normal(-5, 1, size=(3, 3000))], axis=1)
-    later *= np.array([[1.0], [10.0], [0.01]])
-    values = np.concatenate([first, later], axis=1).astype(np.float32)
-    estimator = HistogramQuantile(3, values.shape[1], 0.005, bins=1024)
-    for start in range(0, values.shape[1], 1000):
-        estimator.update(torch.from_numpy(values[:, start : start + 1000]))
-    exact = _exact(values, 0.005)
-    bound = 2 * (values.max(1) - values.min(1)) / 1024
-    error = np.abs(estimator.threshold().numpy() - exact)
-    assert (error <= bound).all(), (error, bound)
-    assert (error > 0).any()  # it is an approximation, and the test would notice an exact copy
-
-
-def test_streaming_quantile_picks_exact_until_the_tail_is_too_big():
-    assert isinstance(streaming_quantile(8, 10_000, 0.005), TailQuantile)
-    assert isinstance(streaming_quantile(8, 10_000, 0.005, exact_limit=100), HistogramQuantile)
-    with pytest.raises(ValueError, match="quantile method"):
-        streaming_quantile(8, 100, 0.005, method="tdigest")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,7 +100,7 @@ def _reference_iou(acts: np.ndarray, planes: np.ndarray, present: np.ndarray, la
     """IoU by the paper's definition, one unit and one label at a time (slow and obvious)."""
     n, units = acts.shape[:2]
     values = acts.transpose(1, 0, 2, 3).reshape(units, -1)
-    thresholds = _exact(values, quantile)
+    thresholds = exact_threshold(values, quantile)
     up = F.interpolate(torch.from_numpy(acts), size=mask, mode="bilinear", align_corners=False).numpy()
     labels = len(label_cat)
     iou = np.zeros((units, labels))
@@ -209,7 +153,7 @@ def strided_model() -> nn.Module:
 @pytest.mark.parametrize("onehot", [True, False])
 def test_iou_matches_a_brute_force_reference(onehot, monkeypatch):
     if not onehot:  # intersections by scatter-add instead of one-hot matrix products
-        monkeypatch.setattr(sys.modules["unmask.analyze.dissect"], "_ONEHOT_LABELS", 0)
+        monkeypatch.setattr(sys.modules["unmask.analyze.dissect.tally"], "_ONEHOT_LABELS", 0)
     data = Recorded()
     model = strided_model()
     quantile = 0.1
@@ -220,7 +164,7 @@ def test_iou_matches_a_brute_force_reference(onehot, monkeypatch):
     label_cat = [0, 0, 0, 0, 1, 1, 2]
     expected = _reference_iou(acts, data.planes, data.present, label_cat, quantile, data.mask_size, data.image_labels)
     np.testing.assert_allclose(result.iou, expected, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(result.thresholds, _exact(acts.transpose(1, 0, 2, 3).reshape(6, -1), quantile))
+    np.testing.assert_allclose(result.thresholds, exact_threshold(acts.transpose(1, 0, 2, 3).reshape(6, -1), quantile))
     # top images: the images with the largest maximum activation, best first
     maxima = acts.max(axis=(2, 3))
     for unit in result.units:
@@ -557,5 +501,5 @@ def test_a_layer_followed_by_an_in_place_activation_is_seen_before_it():
     result = dissect(model, "0", data, quantile=0.9, progress=False, **IDENTITY)
     with torch.no_grad():
         acts = model[0](torch.from_numpy(data.images)).numpy()
-    np.testing.assert_allclose(result.thresholds, _exact(acts.transpose(1, 0, 2, 3).reshape(2, -1), 0.9), rtol=1e-5)
+    np.testing.assert_allclose(result.thresholds, exact_threshold(acts.transpose(1, 0, 2, 3).reshape(2, -1), 0.9), rtol=1e-5)
     assert (result.thresholds < 0).any()  # the ReLU after the layer did not change what dissection saw

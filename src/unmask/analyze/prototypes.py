@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dissect import _Frozen, _prepare, _resolve_model, resolve_layer
+from ..models import Capture, eval_mode, on_device, pixel_model, resolve_layer
 
 __all__ = [
     "Channel",
@@ -241,30 +241,6 @@ def to_pixels(inputs: torch.Tensor, mean: Sequence[float], std: Sequence[float])
 # the optimisation
 
 
-class _Layers:
-    """Forward hooks keeping (with gradients) the outputs of the layers that targets look at."""
-
-    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
-        self.outputs: dict[str, torch.Tensor] = {}
-        self.handles = []
-        for name in dict.fromkeys(names):
-            module = resolve_layer(model, name)
-            self.handles.append(module.register_forward_hook(self._keep(name)))
-
-    def _keep(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            tensor = output[0] if isinstance(output, (tuple, list)) else output
-            if name in self.outputs:
-                raise ValueError(f"layer {name!r} runs more than once per forward pass; pick a module that runs once")
-            self.outputs[name] = tensor.clone()  # a later in-place module must not change it
-
-        return hook
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-
 def _objectives(targets: list[Any], output: torch.Tensor, layers: dict[str, torch.Tensor], objective: str) -> torch.Tensor:
     """``(B,)``: each image's own target value."""
     values = []
@@ -311,10 +287,10 @@ def evaluate(model: Any, inputs: torch.Tensor, target: Target, objective: str = 
     targets = _as_targets(target)
     if len(targets) != inputs.shape[0]:
         raise ValueError(f"{len(targets)} target(s) for {inputs.shape[0]} input(s); give one target per input")
-    resolved = _resolve_model(model, None, None, None)
-    layers = _Layers(resolved.module, [t.layer for t in targets if not isinstance(t, Logit)])
+    resolved = pixel_model(model, None, None, None)
+    layers = Capture(resolved.module, [t.layer for t in targets if not isinstance(t, Logit)], detach=False, once=True)
     try:
-        with _Frozen(resolved.module):
+        with eval_mode(resolved.module):
             output = resolved.module(inputs)
             return _objectives(targets, output, layers.outputs, objective)
     finally:
@@ -373,11 +349,11 @@ def prototype(
         raise ValueError("regulariser weights l2, tv and blur must be >= 0")
     if scale[0] <= 0 or scale[1] < scale[0]:
         raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
-    resolved = _resolve_model(model, mean, std, size)
+    resolved = pixel_model(model, mean, std, size)
     hw = resolved.size or (224, 224)
     if jitter is None:
         jitter = max(hw) / 28
-    module, dev = _prepare(resolved.module, device)
+    module, dev = on_device(resolved.module, device)
     layer_names = [t.layer for t in targets if not isinstance(t, Logit)]
     for name in layer_names:
         resolve_layer(module, name)
@@ -387,7 +363,7 @@ def prototype(
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
     mean_t = torch.tensor(resolved.mean, device=dev).view(1, 3, 1, 1)
     std_t = torch.tensor(resolved.std, device=dev).view(1, 3, 1, 1)
-    layers = _Layers(module, layer_names)
+    layers = Capture(module, layer_names, detach=False, once=True)
     bar = None
     if progress:
         try:
@@ -397,7 +373,7 @@ def prototype(
         except ImportError:
             bar = None
     try:
-        with _Frozen(module), torch.enable_grad():
+        with eval_mode(module), torch.enable_grad():
             for step in range(int(steps)):
                 pixels = image()
                 seen = _random_affine(pixels, jitter, scale, rotate, generator) if transforms else pixels

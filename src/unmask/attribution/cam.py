@@ -8,32 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import find_layer
 from ..targets import Target, selection
 from ._base import Attribution, check_bool, registered
 
 _MODES = {3: "linear", 4: "bilinear", 5: "trilinear"}
-
-
-def find_layer(model: nn.Module, layer: nn.Module | str | None) -> tuple[str, nn.Module]:
-    """Name and module of ``layer``: a submodule, its name in ``model.named_modules()``, or ``None`` for
-    the last ``nn.Conv2d`` in ``named_modules()`` order."""
-    modules = dict(model.named_modules())
-    if layer is None:
-        convolutions = [name for name, module in modules.items() if isinstance(module, nn.Conv2d)]
-        if not convolutions:
-            raise ValueError("the model has no nn.Conv2d layer; pass Grad-CAM's layer by module or name")
-        return convolutions[-1], modules[convolutions[-1]]
-    if isinstance(layer, str):
-        if layer not in modules:
-            known = ", ".join(repr(name) for name in list(modules)[1:21])
-            raise ValueError(f"the model has no layer named {layer!r}; its layers include {known}")
-        return layer, modules[layer]
-    if isinstance(layer, nn.Module):
-        for name, module in modules.items():
-            if module is layer:
-                return name, module
-        raise ValueError(f"the given {type(layer).__name__} layer is not a submodule of the model")
-    raise ValueError(f"layer must be a module, a module name or None, got {type(layer).__name__}")
 
 
 @registered("gradcam")
