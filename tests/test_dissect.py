@@ -208,7 +208,7 @@ def test_zoo_model_preprocessing_is_used_and_the_model_is_left_as_it_was():
 
 
 # --------------------------------------------------------------------------------------------------
-# the seed-002 options
+# the robustness and axis-alignment experiments (Bau et al. 2017)
 
 
 def test_axis_alignment_returns_mean_and_std_over_rotations():

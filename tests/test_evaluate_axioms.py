@@ -30,7 +30,7 @@ def relu_net(seed: int = 0, bias: bool = False) -> nn.Module:
 
 
 def uniform(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
-    """The trivial explanation of seed 004: the explained logit spread evenly over all input elements."""
+    """The trivial explanation of Montavon et al. (2018): the explained logit spread evenly over all input elements."""
     with torch.no_grad():
         output = model(inputs)
     index = output.argmax(1) if target is None else torch.as_tensor(target).expand(inputs.shape[0])

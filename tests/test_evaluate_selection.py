@@ -1,4 +1,4 @@
-"""Explanation selection: sweep a method's parameter, score, keep the best (seed 004)."""
+"""Explanation selection: sweep a method's parameter, score, keep the best (Montavon et al. 2018)."""
 from __future__ import annotations
 
 import json

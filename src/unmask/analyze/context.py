@@ -1,4 +1,4 @@
-"""Context use: how much of a decision rests on the object and how much on its surroundings (seed 000).
+"""Context use: how much of a decision rests on the object and how much on its surroundings (Lapuschkin et al., CVPR 2016).
 
 With a box or a mask per sample, relevance splits into the part inside the object and the part outside
 it (Lapuschkin et al., CVPR 2016: "importance of context = relevance outside bbox / relevance inside

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data.concepts import ConceptDataset
-from ..report.files import write_bytes, write_png, write_text
+from .._io import write_bytes, write_png, write_text
 from .dissect import AxisAlignmentResult, DissectionResult, RobustnessResult
 
 __all__ = ["bar_chart", "render_page", "unit_strip", "write_report"]

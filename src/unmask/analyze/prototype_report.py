@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import quote
 
-from ..report.files import write_text
+from .._io import write_text
 
 __all__ = ["render_page", "write_page"]
 

@@ -2,7 +2,7 @@
 
 Clusters the heatmaps of many samples to find the different strategies a model uses for one class,
 among them "Clever Hans" strategies (a copyright tag, a padded border) that labels and test accuracy
-cannot reveal. The steps, as in the paper and seed 003:
+cannot reveal. The steps, as in the paper:
 
 1. heatmaps are summed over channels, average-pooled to a small size (20 x 20) and optionally
    normalised per sample (``normalize=None``, the default and the paper's; ``"l2"``, ``"max"`` or

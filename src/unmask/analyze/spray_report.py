@@ -198,7 +198,7 @@ def write_report(
         parts.append("<h2>Verification of the shortcut</h2>")
         name = verification.get("class_name", verification.get("class"))
         parts.append(
-            "<p class='note'>As in Lapuschkin et al. (seed 003): the same images with the artefact removed, and images "
+            "<p class='note'>As in Lapuschkin et al. (2019): the same images with the artefact removed, and images "
             f"of other classes with the artefact pasted in. Scores are those of class <b>{html.escape(str(name))}</b>.</p>"
         )
         parts.append("<table><tr><th class='l'>experiment</th><th>images</th><th>logit before</th><th>logit after</th><th>change</th>"
@@ -263,7 +263,7 @@ def write_report(
     if context and context.get("per_class"):
         parts.append("<h2>Context use</h2>")
         parts.append(
-            "<p class='note'>Positive relevance inside vs outside each sample's object (box or mask), as in seed 000: "
+            "<p class='note'>Positive relevance inside vs outside each sample's object (box or mask), as in Lapuschkin et al. (CVPR 2016): "
             "importance of context = relevance outside / relevance inside. The density ratio compares relevance per pixel.</p>"
         )
         parts.append("<table><tr><th class='l'>group</th><th>samples</th><th>inside</th><th>outside</th><th>context (out / in)</th>"

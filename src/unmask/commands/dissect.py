@@ -39,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "  generated                   unmask's own images of colours, textures and shapes (--images, --seed)\n"
         "  generated:n=200,seed=3      the same with parameters\n"
         "  FOLDER                      a Broden-format folder (index.csv, label.csv, images/)\n\n"
-        "perturbations (seed 002): noise:A adds A * U[0,1] on the 0..255 scale, rotate:D rotates by D degrees,\n"
+        "perturbations (Bau et al. 2017): noise:A adds A * U[0,1] on the 0..255 scale, rotate:D rotates by D degrees,\n"
         "shuffle:G rearranges G x G patches.\n\n"
         "exit codes: 0 done; 1 the dissection failed; 2 usage error."
     )

@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     from .. import __version__, cli
     from ..analyze import prototype_report
     from ..analyze.prototypes import Logit, evaluate, parse_target, prototype, to_pixels
-    from ..report.files import write_json, write_npy, write_png
+    from .._io import write_json, write_npy, write_png
     from ..viz import to_image
 
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""A data set with a planted shortcut: find the Clever Hans with SpRAy (seed 003).
+"""A data set with a planted shortcut: find the Clever Hans with SpRAy (Lapuschkin et al. 2019).
 
 Four classes of shapes (circle, square, triangle, cross) at 32 x 32 pixels on noisy, coloured
 backgrounds. In a known fraction of one class's images (default: 30 % of the circles, in the training
@@ -8,7 +8,7 @@ heatmaps of the tagged circles show it, and SpRAy separates those samples from t
 
 Everything is generated from the seed, so every sample can be regenerated exactly, with or without
 the tag: removing the tag from tagged images and pasting it into images of other classes is exact,
-which is how :func:`verify` confirms the shortcut (seed 003: "changing borders ... destroys aeroplane
+which is how :func:`verify` confirms the shortcut (Lapuschkin et al. 2019: "changing borders ... destroys aeroplane
 scores" / "improves aeroplane score"). Ground truth per sample: ``tagged``, the object's ``mask`` and
 ``box``.
 
@@ -283,7 +283,7 @@ def verify(
     batch_size: int = 128,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Confirm the shortcut, as in seed 003, on exact counterfactual images.
+    """Confirm the shortcut, as Lapuschkin et al. (2019) do, on exact counterfactual images.
 
     * removal: the tag-class images that carry the tag, re-rendered without it: the tag class's logit,
       probability and the share still predicted as that class, before and after;

@@ -509,7 +509,7 @@ def selectivity(
         AOPC_MoRF - AOPC_LeRF = 1 / (L + 1) * < sum_{k=0..L} f(x^k_LeRF) - f(x^k_MoRF) >,
 
     (the "ABPC" of Schulz et al. 2020, "Restricting the flow", ICLR). A uniform heatmap conserves, is
-    continuous and implementation invariant (Montavon's tutorial, seed 004), but ties order its regions the
+    continuous and implementation invariant (Montavon et al. 2018, "Methods for interpreting and understanding deep neural networks"), but ties order its regions the
     same way both ways, so its selectivity is exactly 0.
     """
     results = perturbation_curves(

@@ -141,7 +141,7 @@ def pointing_game(relevance: Relevance, mask: Any, tolerance: float = 15.0) -> L
 
 def context_use(relevance: Relevance, mask: Any, positive: bool = False) -> LocalisationResult:
     """Importance of context of Lapuschkin et al. (2016), "Analyzing classifiers: Fisher vectors and deep
-    neural networks", CVPR (seed 000, "measure context use"): relevance per pixel outside the object's
+    neural networks", CVPR 2016 ("measure context use"): relevance per pixel outside the object's
     box over relevance per pixel inside,
 
         context use = ( 1/|P_out| sum_{q outside} R_q ) / ( 1/|P_in| sum_{p inside} R_p ).

@@ -1,4 +1,4 @@
-"""Explanation selection (Montavon's tutorial, seed 004): try every value of a method's parameter (e.g. the
+"""Explanation selection (Montavon et al. 2018, "Methods for interpreting and understanding deep neural networks"): try every value of a method's parameter (e.g. the
 gamma of ``lrp.epsilon_gamma_box``), score each by a metric, keep the best."""
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ and dense layers ``Epsilon``.
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 from ..graph.canonize import Step
 from ..graph.kinds import type_kind
@@ -150,7 +150,3 @@ def preset(name: str, **params: Any) -> Composite:
     if name.endswith("_flat"):
         first = R.Flat(stabilizer)
     return Composite({"convolution": conv, "linear": dense}, first=first, base=base, name=name)
-
-
-def names_of(composites: Iterable[str] = PRESETS) -> list[str]:
-    return [f"lrp.{name}" for name in composites]

@@ -2,7 +2,7 @@
 
 The pictures (heatmaps, overlays, comparison grids) come from :mod:`unmask.viz`.
 """
-from .files import write_bytes, write_json, write_npy, write_png, write_text
+from .._io import write_bytes, write_json, write_npy, write_png, write_text
 from .html import render_index, write_index
 
 __all__ = [

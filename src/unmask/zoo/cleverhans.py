@@ -2,7 +2,7 @@
 
 The training images of one class (circles) carry a small tag in 30 % of the cases; the network learns
 the shapes and, as a shortcut, the tag. It is the model on which ``unmask spray`` has to find the
-Clever Hans (seed 003). Trained by ``scripts/train_cleverhans.py`` in a few minutes on a CPU; the
+Clever Hans (Lapuschkin et al. 2019). Trained by ``scripts/train_cleverhans.py`` in a few minutes on a CPU; the
 weights (``weights/cleverhans.pt``, float32, about 0.4 MB) and the accuracies the script measured
 (``weights/cleverhans.json``) ship with unmask.
 
