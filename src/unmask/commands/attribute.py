@@ -20,6 +20,8 @@ from typing import Any
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, non_negative_int, positive_int
 from ._args import error as _error
+from ._run import run_command
+from ._args import device as device_type
 
 DEFAULT_METHOD = "lrp.epsilon_plus_flat"
 
@@ -51,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=positive_int, default=20, metavar="P", help="side of the pooled heatmap for --relevance pooled (default: 20)")
     parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="samples per forward/backward pass (default: 32)")
     parser.add_argument("--shard-size", type=positive_int, default=256, metavar="N", help="samples per shard file (default: 256)")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--device", default="cpu", type=device_type, help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--worker", type=non_negative_int, default=0, metavar="I", help="this process's number when several share the work (default: 0)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help="how many processes share the work (default: 1)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0, metavar="N", help="data loading processes (default: 0, in this process)")
@@ -68,24 +70,7 @@ def _note(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask attribute`` for parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _error("interrupted; run the same command again to resume")
-        return 130
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
-        from .. import cli
-        from ..data.images import ImageLoadError
-        from ..store import StoreError
-
-        if isinstance(error, (cli.UsageError, StoreError, ImageLoadError, FileNotFoundError)):
-            _error(" ".join(str(error).split()))
-            return EXIT_USAGE
-        _error(f"attribution failed: {type(error).__name__}: {' '.join(str(error).split())}")
-        return EXIT_FAILED
+    return run_command("attribute", _run, args, on_interrupt="run the same command again to resume")
 
 
 def parse_data(spec: str, transform: Any) -> Any:

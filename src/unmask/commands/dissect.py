@@ -18,6 +18,8 @@ from typing import Any
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from ._args import error as _error
+from ._run import run_command
+from ._args import device as device_type
 
 #: Layers dissected when none are named, per zoo model.
 DEFAULT_LAYERS = {
@@ -54,7 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantile", type=float, default=0.005, help="top activation quantile that counts as 'on' (default: 0.005)")
     parser.add_argument("--iou-threshold", type=float, default=0.04, help="IoU above which a unit is a detector (default: 0.04)")
     parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="images per forward pass (default: 16)")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--device", default="cpu", type=device_type, help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--image-size", type=positive_int, metavar="PX", help="input size for models not from the zoo (default: 224)")
     parser.add_argument("--axis-alignment", type=positive_int, metavar="REPEATS", help="also dissect REPEATS random rotations of each layer's unit basis")
     parser.add_argument("--perturb", nargs="+", metavar="SPEC", help="also dissect perturbed images: noise:A, rotate:D, shuffle:G")
@@ -95,20 +97,7 @@ def _layers(args: argparse.Namespace, net: Any) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask dissect`` for parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
-        if isinstance(error, (ValueError, TypeError, FileNotFoundError)):
-            _error(" ".join(str(error).split()))
-            return EXIT_USAGE
-        _error(f"dissection failed: {type(error).__name__}: {' '.join(str(error).split())}")
-        return EXIT_FAILED
+    return run_command("dissect", _run, args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -16,6 +16,8 @@ from typing import Any
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from ._args import error as _error
+from ._run import run_command
+from ._args import device as device_type
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=("logit", "log_softmax"), default="logit", help="for class targets (default: logit)")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="targets optimised together (default: 8)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    parser.add_argument("--device", default="cpu", type=device_type, help="cpu (default), cuda, ...")
     parser.add_argument("--image-size", type=positive_int, metavar="PX", help="input size for models not from the zoo (default: 224)")
     parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo; 'imagenet' for ImageNet-1k")
     parser.add_argument("--out", "-o", default="out/prototype", metavar="DIR", help="output folder (default: out/prototype)")
@@ -59,20 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask prototype`` for parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - one line, no traceback
-        if isinstance(error, (ValueError, TypeError, FileNotFoundError)):
-            _error(" ".join(str(error).split()))
-            return EXIT_USAGE
-        _error(f"prototype failed: {type(error).__name__}: {' '.join(str(error).split())}")
-        return EXIT_FAILED
+    return run_command("prototype", _run, args)
 
 
 def _slug(text: str) -> str:

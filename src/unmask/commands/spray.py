@@ -19,6 +19,7 @@ import numpy as np
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
 from ._args import error as _error
+from ._run import run_command
 
 
 
@@ -56,22 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask spray`` for parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
-        from ..store import StoreError
-
-        if isinstance(error, (StoreError, ValueError)):
-            _error(" ".join(str(error).split()))
-            return EXIT_USAGE
-        _error(f"spray failed: {type(error).__name__}: {' '.join(str(error).split())}")
-        return EXIT_FAILED
+    return run_command("spray", _run, args)
 
 
 def select_class(store: Any, cls: str | None, by: str | None) -> tuple[np.ndarray, int | None, str]:
