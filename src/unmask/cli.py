@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 from .commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from .commands._args import error as _error
 from .commands._run import run_command
-from .commands._args import device as device_type
+from .commands._args import check_device
 from .commands._args import output_folder
 from .checks import check_output
 
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--param", "-p", dest="params", action="append", metavar="[METHOD:]KEY=VALUE", help="a method parameter, e.g. steps=16 or lrp.epsilon:epsilon=1e-3 (VALUE is a Python literal); repeatable")
     explain.add_argument("--target", default="predicted", metavar="T", help="'predicted' (default), a class index, or a class name")
     explain.add_argument("--out", "-o", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})")
-    explain.add_argument("--device", default="cpu", type=device_type, help="cpu (default), cuda, cuda:1, ...")
+    explain.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     explain.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="images per forward/backward pass (default: 8)")
     explain.add_argument("--image-size", type=positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
     explain.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo; 'imagenet' for the ImageNet-1k list")
@@ -498,10 +498,9 @@ def run_explain(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     device = args.device
-    torch_device = torch.device(device)
+    torch_device = torch.device(check_device(device))
     if args.photos and args.inputs:
         raise UsageError("--photos is for runs without image arguments; give either images or --photos")
-    out = output_folder(args.out)  # before any work: an unwritable --out costs a second, not the run
 
     method_names = _resolve_methods(args.methods)
     net = load_model_spec(
@@ -533,6 +532,7 @@ def run_explain(args: argparse.Namespace) -> int:
             _error(f"method {name!r} cannot explain this model: {unusable[name]}")
     if not methods:
         raise UsageError("none of the methods can explain this model (see above)")
+    out = output_folder(args.out)  # before any work: an unwritable --out costs a second, not the run
 
     # inputs --------------------------------------------------------------------------------------
     failures: list[dict[str, Any]] = []

@@ -62,6 +62,9 @@ def output_folder(path: str | os.PathLike[str], option: str = "--out") -> Path:
         raise UsageError(f"{option} {folder} exists and is not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except OSError as problem:
+        raise UsageError(f"cannot create {option} {folder}: {problem.strerror or problem}") from None
+    try:
         handle, probe = tempfile.mkstemp(dir=folder, prefix=".unmask-write-test-")
         os.close(handle)
         os.unlink(probe)
@@ -70,22 +73,22 @@ def output_folder(path: str | os.PathLike[str], option: str = "--out") -> Path:
     return folder
 
 
-def device(name: str) -> str:
-    """argparse type of ``--device``: a torch device that can hold a model here (cpu, cuda[:N], mps)."""
+def check_device(name: str) -> str:
+    """``--device``: a torch device that can hold a model here (cpu, cuda[:N], mps); else a UsageError."""
     import torch
 
     try:
         parsed = torch.device(name)
     except (RuntimeError, ValueError, TypeError) as problem:
-        raise argparse.ArgumentTypeError(f"{name!r} is not a device: {' '.join(str(problem).split())}") from None
+        raise UsageError(f"--device {name!r} is not a device: {' '.join(str(problem).split())}") from None
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+            raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(f"{name}: there are {torch.cuda.device_count()} CUDA device(s)")
+            raise UsageError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
     elif parsed.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise argparse.ArgumentTypeError(f"{name}: MPS is not available here; use --device cpu")
+            raise UsageError(f"--device {name}: MPS is not available here; use --device cpu")
     elif parsed.type != "cpu":
-        raise argparse.ArgumentTypeError(f"{name}: unmask runs models on cpu, cuda or mps, not {parsed.type!r}")
+        raise UsageError(f"--device {name}: unmask runs models on cpu, cuda or mps, not {parsed.type!r}")
     return name

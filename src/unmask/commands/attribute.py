@@ -21,7 +21,7 @@ from typing import Any
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, non_negative_int, positive_int
 from ._args import error as _error
 from ._run import run_command
-from ._args import device as device_type
+from ._args import check_device
 
 DEFAULT_METHOD = "lrp.epsilon_plus_flat"
 
@@ -53,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=positive_int, default=20, metavar="P", help="side of the pooled heatmap for --relevance pooled (default: 20)")
     parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="samples per forward/backward pass (default: 32)")
     parser.add_argument("--shard-size", type=positive_int, default=256, metavar="N", help="samples per shard file (default: 256)")
-    parser.add_argument("--device", default="cpu", type=device_type, help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--worker", type=non_negative_int, default=0, metavar="I", help="this process's number when several share the work (default: 0)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help="how many processes share the work (default: 1)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0, metavar="N", help="data loading processes (default: 0, in this process)")
@@ -128,8 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"give exactly one DATA (a folder, a file list or cleverhans[:split]), got {len(args.data)}")
     if not 0 <= args.worker < args.workers:
         raise UsageError(f"--worker must be in 0 .. {args.workers - 1} for --workers {args.workers}, got {args.worker}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    check_device(args.device)
     try:
         get_method(args.method)
     except ValueError as error:

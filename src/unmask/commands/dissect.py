@@ -19,7 +19,7 @@ from typing import Any
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from ._args import error as _error
 from ._run import run_command
-from ._args import device as device_type
+from ._args import check_device
 
 #: Layers dissected when none are named, per zoo model.
 DEFAULT_LAYERS = {
@@ -56,7 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantile", type=float, default=0.005, help="top activation quantile that counts as 'on' (default: 0.005)")
     parser.add_argument("--iou-threshold", type=float, default=0.04, help="IoU above which a unit is a detector (default: 0.04)")
     parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="images per forward pass (default: 16)")
-    parser.add_argument("--device", default="cpu", type=device_type, help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--image-size", type=positive_int, metavar="PX", help="input size for models not from the zoo (default: 224)")
     parser.add_argument("--axis-alignment", type=positive_int, metavar="REPEATS", help="also dissect REPEATS random rotations of each layer's unit basis")
     parser.add_argument("--perturb", nargs="+", metavar="SPEC", help="also dissect perturbed images: noise:A, rotate:D, shuffle:G")
@@ -112,8 +112,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--quantile must be in (0, 1), got {args.quantile}")
     if not 0 <= args.iou_threshold <= 1:
         raise UsageError(f"--iou-threshold must be in [0, 1], got {args.iou_threshold}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    check_device(args.device)
     perturbations = [parse_perturbation(p, seed=args.seed) for p in (args.perturb or [])]
     net = cli.load_model_spec(args.model, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device, image_size=args.image_size or 224)
     layers = _layers(args, net)

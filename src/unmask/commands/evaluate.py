@@ -24,7 +24,7 @@ from typing import Any
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_model_options, non_negative_int, positive_int
 from ._args import error as _error
 from ._run import run_command
-from ._args import device as device_type
+from ._args import check_device
 
 HELP = "score heatmaps: pixel flipping / AOPC, selectivity and other metrics -> evaluation.json, plot, page"
 DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ")
@@ -59,7 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perturbation", choices=("uniform", "blur", "mean", "constant"), default="uniform", help="what replaces a region (default: uniform noise in the valid pixel range)")
     parser.add_argument("--score", choices=("logit", "probability"), default="logit", help="score the target's logit (default) or softmax probability")
     parser.add_argument("--seed", type=non_negative_int, default=0, metavar="N", help="seed of the uniform noise (default: 0)")
-    parser.add_argument("--device", default="cpu", type=device_type, help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="perturbed images per forward pass (default: 4 on a CPU, 128 on a GPU)")
     parser.add_argument("--image-size", type=positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
     parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo; 'imagenet' for the ImageNet-1k list")
@@ -157,12 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..report import write_json
 
     started = time.perf_counter()
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as error:
-        raise UsageError(f"--device {args.device!r}: {_one_line(error)}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    device = torch.device(check_device(args.device))
 
     known = registered()
     if args.methods:

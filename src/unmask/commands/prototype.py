@@ -17,7 +17,7 @@ from typing import Any
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from ._args import error as _error
 from ._run import run_command
-from ._args import device as device_type
+from ._args import check_device
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=("logit", "log_softmax"), default="logit", help="for class targets (default: logit)")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="targets optimised together (default: 8)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", type=device_type, help="cpu (default), cuda, ...")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     parser.add_argument("--image-size", type=positive_int, metavar="PX", help="input size for models not from the zoo (default: 224)")
     parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo; 'imagenet' for ImageNet-1k")
     parser.add_argument("--out", "-o", default="out/prototype", metavar="DIR", help="output folder (default: out/prototype)")
@@ -81,8 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..viz import to_image
 
     started = time.perf_counter()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    check_device(args.device)
     net = cli.load_model_spec(args.model, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device, image_size=args.image_size or 224, classes=args.classes)
     targets = [parse_target(text, net.classes) for text in args.targets]
     settings = dict(
