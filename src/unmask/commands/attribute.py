@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import time
 from typing import Any
@@ -56,6 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--worker", type=non_negative_int, default=0, metavar="I", help="this process's number when several share the work (default: 0)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help="how many processes share the work (default: 1)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU threads of this process (default: all cores, or cores / --workers when several workers share the machine)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0, metavar="N", help="data loading processes (default: 0, in this process)")
     parser.add_argument("--save-logits", action="store_true", help="also keep every sample's whole output")
     parser.add_argument("--image-size", type=positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
@@ -71,6 +73,13 @@ def _note(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask attribute`` for parsed ``args``; returns the exit code."""
     return run_command("attribute", _run, args, on_interrupt="run the same command again to resume")
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def parse_data(spec: str, transform: Any) -> Any:
@@ -129,6 +138,9 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 <= args.worker < args.workers:
         raise UsageError(f"--worker must be in 0 .. {args.workers - 1} for --workers {args.workers}, got {args.worker}")
     check_device(args.device)
+    threads = args.threads or (max(1, _cores() // args.workers) if args.workers > 1 else None)
+    if threads is not None:  # several workers each on every core run many times slower than one
+        torch.set_num_threads(threads)
     try:
         get_method(args.method)
     except ValueError as error:
