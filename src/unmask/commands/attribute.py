@@ -82,6 +82,49 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+class _Relabelled:
+    """A data set whose labels (indices into its own class names) are mapped to the model's class indices."""
+
+    def __init__(self, dataset: Any, mapping: list[int], classes: list[str]) -> None:
+        self.dataset, self.mapping, self.classes = dataset, mapping, classes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        x, label, *rest = self.dataset[index]
+        return (x, self.mapping[label] if label >= 0 else label, *rest)
+
+    def describe(self) -> dict[str, Any]:
+        info = dict(self.dataset.describe()) if hasattr(self.dataset, "describe") else {"size": len(self)}
+        return {**info, "labels_mapped_to_model_classes": dict(zip(info.get("classes", []), self.mapping)), "classes": self.classes}
+
+
+def _labels_as_model_classes(dataset: Any, model_classes: list[str], target: str) -> Any:
+    """Folder (or list) labels in the model's class indices when every label name is a model class name;
+    otherwise the labels keep their own names, and ``--target label`` is refused (it would explain the
+    model class that happens to have the folder's index)."""
+    names = list(getattr(dataset, "classes", None) or [])
+    if not names or not model_classes or names == model_classes[: len(names)]:
+        return dataset
+    lookup = {}
+    for index, name in enumerate(model_classes):
+        for alias in {name, *name.split(",")}:
+            lookup.setdefault(alias.strip().lower(), index)
+    mapping = [lookup.get(name.strip().lower().replace("_", " "), lookup.get(name.strip().lower())) for name in names]
+    if all(m is not None for m in mapping):
+        _note(f"labels: the data set's class names mapped to the model's classes ({', '.join(f'{n}->{m}' for n, m in list(zip(names, mapping))[:5])}{' ...' if len(names) > 5 else ''})")
+        return _Relabelled(dataset, mapping, model_classes)
+    if target == "label":
+        missing = [n for n, m in zip(names, mapping) if m is None]
+        raise UsageError(
+            f"--target label: the data set's labels ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}) are not the "
+            f"model's class names (not a model class: {', '.join(missing[:5])}); name the class folders after the "
+            "model's classes, or use --target predicted or a class"
+        )
+    return dataset
+
+
 def parse_data(spec: str, transform: Any) -> Any:
     """A DATA argument as a data set: ``cleverhans[:split[:n]]``, a folder or a file list."""
     from ..data import folders
@@ -156,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.method.endswith("_box") and "low" not in params and "high" not in params:
         params["low"], params["high"] = net.low, net.high
     classes = list(net.classes or getattr(dataset, "classes", []) or [])
+    dataset = _labels_as_model_classes(dataset, list(net.classes or []), args.target)
     target: Any = args.target
     if target not in ("predicted", "label"):
         if target.lstrip("-").isdigit():

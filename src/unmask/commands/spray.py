@@ -65,7 +65,9 @@ def select_class(store: Any, cls: str | None, by: str | None) -> tuple[np.ndarra
     n = len(store)
     if cls is None:
         return np.ones(n, dtype=bool), None, "all samples"
-    classes = store.classes
+    if by is None:
+        by = "label" if (store.labels >= 0).any() else "prediction"
+    classes = store.label_classes if by == "label" else store.classes  # folder labels have their own names
     if cls.lstrip("-").isdigit():
         index = int(cls)
     elif cls in classes:
@@ -73,8 +75,6 @@ def select_class(store: Any, cls: str | None, by: str | None) -> tuple[np.ndarra
     else:
         known = f"; classes: {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}" if classes else " (the store has no class names; use an index)"
         raise UsageError(f"--class {cls!r} is neither a class index nor a class name{known}")
-    if by is None:
-        by = "label" if (store.labels >= 0).any() else "prediction"
     values = {"label": store.labels, "prediction": store.predictions, "target": store.targets}[by]
     chosen = values == index
     name = classes[index] if 0 <= index < len(classes) else f"class {index}"
@@ -226,7 +226,9 @@ def _run(args: argparse.Namespace) -> int:
         context=context,
     )
     seconds = time.perf_counter() - started
-    summary = f"{result.n_clusters} clusters (sizes {', '.join(str(c.size) for c in result.clusters)})"
+    summary = f"{result.n_clusters} clusters (sizes {', '.join(str(c.size) for c in result.clusters if c.label >= 0)})"
+    if (result.labels < 0).any():
+        summary += f", {int((result.labels < 0).sum())} noise samples"
     if scores is not None:
         summary += f", ARI {scores['ari']:.3f} against '{truth_name}'"
     print(f"unmask: {summary}; {seconds:.1f} s; open {index}", flush=True)
