@@ -30,6 +30,7 @@ from .commands._run import run_command
 from .commands._args import check_device
 from .commands._args import output_folder
 from .checks import check_output
+from ._utils.validation import ParameterError
 
 #: Methods ``unmask explain`` runs when no ``--method`` is given (those that are installed).
 DEFAULT_METHODS = ("lrp.epsilon_plus_flat", "lrp.epsilon_gamma_box", "gradient_x_input", "integrated_gradients")
@@ -527,6 +528,8 @@ def run_explain(args: argparse.Namespace) -> int:
         method_params[name] = {k: v for k, v in kwargs.items() if k not in ("low", "high")}
         try:
             methods[name] = cls(net.model, **kwargs)
+        except ParameterError as error:  # a value the method refuses: the user's to correct
+            raise UsageError(f"{name}: {_one_line(error)}") from None
         except Exception as error:  # e.g. a layer the method has no rule for: the other methods still run
             unusable[name] = f"{type(error).__name__}: {_one_line(error)}"
             _error(f"method {name!r} cannot explain this model: {unusable[name]}")

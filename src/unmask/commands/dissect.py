@@ -19,7 +19,7 @@ from typing import Any
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from ._args import error as _error
 from ._run import run_command
-from ._args import check_device
+from ._args import check_device, output_folder
 
 #: Layers dissected when none are named, per zoo model.
 DEFAULT_LAYERS = {
@@ -113,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 <= args.iou_threshold <= 1:
         raise UsageError(f"--iou-threshold must be in [0, 1], got {args.iou_threshold}")
     check_device(args.device)
+    output_folder(args.out)  # before the dissection, not after it
     perturbations = [parse_perturbation(p, seed=args.seed) for p in (args.perturb or [])]
     net = cli.load_model_spec(args.model, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device, image_size=args.image_size or 224)
     layers = _layers(args, net)

@@ -24,7 +24,7 @@ from typing import Any
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_model_options, non_negative_int, positive_int
 from ._args import error as _error
 from ._run import run_command
-from ._args import check_device
+from ._args import check_device, output_folder
 
 HELP = "score heatmaps: pixel flipping / AOPC, selectivity and other metrics -> evaluation.json, plot, page"
 DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ")
@@ -190,11 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     items, input_problems = _images(args, failures)
     if not items:
         raise UsageError("no usable images" + (" (see above)" if input_problems else ""))
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"cannot create --out {out}: {error.strerror or error}") from None
+    out = output_folder(args.out)
 
     inputs = torch.cat([net.preprocessing.to_tensor(net.resized(image)) for _, _, image in items]).to(device)
     try:

@@ -17,7 +17,7 @@ from typing import Any
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from ._args import error as _error
 from ._run import run_command
-from ._args import check_device
+from ._args import check_device, output_folder
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -89,11 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         jitter=args.jitter, scale=tuple(args.scale), rotate=args.rotate, l2=args.l2, tv=args.tv, blur=args.blur,
         objective=args.objective, seed=args.seed,
     )
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"cannot create --out {out}: {error.strerror or error}") from None
+    out = output_folder(args.out)
 
     inputs = []
     for start in range(0, len(targets), args.batch_size):

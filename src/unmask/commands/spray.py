@@ -20,6 +20,7 @@ import numpy as np
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
 from ._args import error as _error
 from ._run import run_command
+from ._args import output_folder
 
 
 
@@ -149,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     store = open_store(args.store)
+    output_folder(args.out)  # before the analysis, not after it
     if len(store) == 0:
         raise UsageError(f"{args.store} holds no samples yet; run 'unmask attribute' first")
     selection, cls, what = select_class(store, args.cls, args.by)
@@ -191,7 +193,6 @@ def _run(args: argparse.Namespace) -> int:
         context = {**everything.to_dict(), "per_cluster": per_cluster}
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     data = {
         "unmask_version": __version__,
         "store": str(store.path),
