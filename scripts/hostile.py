@@ -223,13 +223,13 @@ STORE = ["attribute", "folder", "--out", "store", *TINY, "--method", "gradient_x
 CATALOGUE = [
     # finished work lost
     Attempt("nan logits for some images", "lost", [*EXPLAIN, "--out", "o-nan", "good", "bright", "--model", "models.py:nan_for_bright"],
-            (1,), "NaN", explained_images("o-nan", 3)),
+            (1,), "not finite", explained_images("o-nan", 3)),
     Attempt("report names and non-UTF-8 file name", "lost", [*EXPLAIN, "--out", "o-weird", "weird", "good/0.png"], (0,), "",
             explained_images("o-weird", 4)),
     Attempt("epsilon=1e999", "lost", ["explain", *TINY, "--method", "lrp.epsilon", "--param", "epsilon=1e999", "--out", "o-eps", "good"],
             (2,), "epsilon must be a finite number"),
     Attempt("evaluate nan logits", "lost", ["evaluate", *TINY, "--method", "gradient_x_input", "--steps", "4", "--region", "8",
-                                             "--metric", "aopc", "--out", "o-eval-nan", "good/0.png", "bright/white.png",
+                                             "--metric", "morf", "--out", "o-eval-nan", "good/0.png", "bright/white.png",
                                              "--model", "models.py:nan_for_bright"], (0, 1, 2), "",
             report_ok("o-eval-nan", "evaluation.json")),
     Attempt("dissect unwritable --out", "lost", ["dissect", *TINY, "--layer", "0", "--images", "8", "--out", "notes.txt/sub"],
@@ -269,7 +269,7 @@ CATALOGUE = [
     Attempt("a FIFO as an image", "hang", [*EXPLAIN, "--out", "o-fifo", "fifo.png"], (2,), "not a regular file", timeout=60),
     Attempt("a 200000 x 32 image", "memory", [*EXPLAIN, "--out", "o-long", "long.png"], (0,), "", explained_images("o-long", 1)),
     Attempt("spray on a folder that is no store", "traceback", ["spray", "good", "--out", "o-nostore"], (2,), "not a results store"),
-    Attempt("prototype --lr nan", "silent", ["prototype", *TINY, "--target", "0", "--steps", "2", "--lr", "nan", "--out", "o-proto"], (2,), "lr"),
+    Attempt("prototype --lr nan", "silent", ["prototype", *TINY, "--target", "0", "--steps", "2", "--lr", "nan", "--out", "o-proto"], (2,), "lr must be a finite number"),
     Attempt("methods", "sanity", ["methods"], (0,)),
 ]
 

@@ -660,6 +660,12 @@ def run_explain(args: argparse.Namespace) -> int:
                     "probability": _finite(float(probabilities[row, t])),
                 }
                 viz.to_png(crop, out / item.name / "input.png")
+                if not bool(torch.isfinite(output[row]).all()):  # its prediction and explanation mean nothing
+                    problem = "the model's output for this image is not finite (NaN or infinite logits)"
+                    say(f"{item.source}: {problem}")
+                    runtime_errors += 1
+                    record["errors"].append({"method": None, "error": problem})
+                    failures.append({"source": item.source, "method": None, "error": f"{item.source}: {problem}"})
 
             # per row: (method, heatmap image, overlay image)
             pictures: dict[int, list[tuple[str, Any, Any]]] = {row: [] for row in range(len(batch_items))}
