@@ -5,6 +5,7 @@ The one implementation behind :mod:`unmask.viz` (``to_png``, ``to_npy``) and :mo
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -50,13 +51,43 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` as UTF-8 to ``path`` atomically."""
-    return write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` as UTF-8 to ``path`` atomically (characters UTF-8 cannot hold, such as the escapes
+    Python gives file names that are not valid UTF-8, are written as backslash escapes)."""
+    return write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
+
+
+#: Key under which :func:`write_json` lists the values it wrote as ``null`` because they were NaN or infinite.
+NON_FINITE_KEY = "non_finite_as_null"
+
+
+def json_safe(data: Any, where: str = "$", replaced: list[str] | None = None) -> Any:
+    """``data`` with every NaN or infinite float replaced by ``None``; the JSON paths of those go to ``replaced``."""
+    if isinstance(data, float) or isinstance(data, np.floating):
+        if math.isfinite(data):
+            return float(data)
+        if replaced is not None:
+            replaced.append(where)
+        return None
+    if isinstance(data, dict):
+        return {key: json_safe(value, f"{where}.{key}", replaced) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value, f"{where}[{k}]", replaced) for k, value in enumerate(data)]
+    if isinstance(data, np.integer):
+        return int(data)
+    return data
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write ``data`` as indented UTF-8 JSON (NaN and Inf refused) to ``path`` atomically."""
-    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    """Write ``data`` as indented UTF-8 JSON to ``path`` atomically.
+
+    JSON has no NaN or infinity: such values are written as ``null``, and a dict gets the key
+    ``non_finite_as_null`` listing where they were (so a reader can tell them from missing values).
+    """
+    replaced: list[str] = []
+    clean = json_safe(data, replaced=replaced)
+    if replaced and isinstance(clean, dict):
+        clean[NON_FINITE_KEY] = replaced
+    return write_text(path, json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_png(path: str | os.PathLike[str], image: Image.Image) -> Path:

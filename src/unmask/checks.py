@@ -24,6 +24,11 @@ def check_inputs(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
             f"inputs must be batch first with at least 2 dimensions, got shape {tuple(inputs.shape)}; "
             "a single image is a batch of one: use inputs.unsqueeze(0)"
         )
+    if inputs.dim() == 3 and any(isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d)) for m in model.modules()):
+        raise ValueError(
+            f"inputs shaped {tuple(inputs.shape)} look like one (C, H, W) image, but the model takes batches "
+            "(B, C, H, W): add a batch dimension: x.unsqueeze(0)"
+        )
     if inputs.shape[0] == 0:
         raise ValueError("inputs hold an empty batch")
     if not torch.isfinite(inputs).all():
@@ -44,3 +49,22 @@ def check_eval(model: nn.Module) -> None:
             f"the model is in training mode ({training[0]!r}{' and others' if len(training) > 1 else ''}); "
             "call model.eval() before explaining it"
         )
+
+
+def check_output(output: object) -> torch.Tensor:
+    """The model's output if it is a floating ``(batch, classes)`` tensor with at least one class; else a ValueError."""
+    if not isinstance(output, torch.Tensor):
+        raise ValueError(
+            f"the model returns a {type(output).__name__}, not a tensor of logits; explain a wrapper that "
+            "returns one tensor (e.g. lambda x: model(x)[0] inside an nn.Module), or pass a callable target"
+        )
+    if output.dim() != 2:
+        raise ValueError(
+            f"class targets need a model output shaped (batch, classes), got {tuple(output.shape)}; "
+            "pass a callable target that maps the output to one score per sample"
+        )
+    if output.shape[1] == 0:
+        raise ValueError(f"the model's output has no classes (shape {tuple(output.shape)})")
+    if not output.is_floating_point():
+        raise ValueError(f"the model's output is {output.dtype}; explanations need floating-point logits")
+    return output

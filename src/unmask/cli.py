@@ -26,11 +26,18 @@ from typing import Any, Callable, Sequence
 
 from .commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from .commands._args import error as _error
+from .commands._run import run_command
+from .commands._args import check_device
+from .commands._args import output_folder
+from .checks import check_output
+from ._utils.validation import ParameterError
 
 #: Methods ``unmask explain`` runs when no ``--method`` is given (those that are installed).
 DEFAULT_METHODS = ("lrp.epsilon_plus_flat", "lrp.epsilon_gamma_box", "gradient_x_input", "integrated_gradients")
 DEFAULT_MODEL = "efficientnet-lite0"
 DEFAULT_OUT = "out"
+#: Files of the report at the top of --out: no image's folder may take these names.
+REPORT_FILES = ("results.json", "index.html")
 # The report's pictures (unmask.viz): red positive, blue negative, the top 0.5 % of |relevance| saturated;
 # overlays over a grayscale copy of the input, opaque where the relevance is strong.
 HEATMAP_STYLE: dict[str, Any] = {"cmap": "bwr", "percentile": 99.5}
@@ -130,17 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    try:
-        return args.run(args)
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except OSError as error:  # e.g. the output folder is not writable or the disk is full
-        _error(f"{error.filename + ': ' if getattr(error, 'filename', None) else ''}{error.strerror or error}")
-        return EXIT_FAILED
+    return run_command(args.command, args.run, args)  # the one exception -> exit code table (commands/_run.py)
 
 
 def _note(message: str) -> None:
@@ -502,12 +499,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     device = args.device
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError as error:
-        raise UsageError(f"--device {device!r}: {_one_line(error)}") from None
-    if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    torch_device = torch.device(check_device(device))
     if args.photos and args.inputs:
         raise UsageError("--photos is for runs without image arguments; give either images or --photos")
 
@@ -536,16 +528,19 @@ def run_explain(args: argparse.Namespace) -> int:
         method_params[name] = {k: v for k, v in kwargs.items() if k not in ("low", "high")}
         try:
             methods[name] = cls(net.model, **kwargs)
+        except ParameterError as error:  # a value the method refuses: the user's to correct
+            raise UsageError(f"{name}: {_one_line(error)}") from None
         except Exception as error:  # e.g. a layer the method has no rule for: the other methods still run
             unusable[name] = f"{type(error).__name__}: {_one_line(error)}"
             _error(f"method {name!r} cannot explain this model: {unusable[name]}")
     if not methods:
         raise UsageError("none of the methods can explain this model (see above)")
+    out = output_folder(args.out)  # before any work: an unwritable --out costs a second, not the run
 
     # inputs --------------------------------------------------------------------------------------
     failures: list[dict[str, Any]] = []
     items: list[_Item] = []
-    taken: set[str] = set()
+    taken: set[str] = set(REPORT_FILES)
     input_problems = 0
     if args.inputs:
         files, problems = data_module.expand_inputs(args.inputs)
@@ -566,12 +561,6 @@ def run_explain(args: argparse.Namespace) -> int:
             raise UsageError(f"no images given and {_one_line(error)}") from None
         for name, photo in photos.items():
             items.append(_Item(_unique(name, taken), f"skimage.data: {name}", lambda p=photo: p))
-
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"cannot create --out {out}: {error.strerror or error}") from None
 
     failures.extend({"source": None, "method": name, "error": f"method {name!r} cannot explain this model: {why}"}
                     for name, why in unusable.items())
@@ -605,124 +594,140 @@ def run_explain(args: argparse.Namespace) -> int:
 
     user_errors = input_problems
     runtime_errors = len(unusable)
-    for start in range(0, len(items), args.batch_size):
-        batch_items = []
-        crops = []
-        for item in items[start : start + args.batch_size]:
-            try:
-                image = item.load()
-            except data_module.ImageLoadError as error:
-                failures.append({"source": item.source, "method": None, "error": str(error)})
-                say(str(error))
-                user_errors += 1
-                if bar is not None:
-                    bar.update(len(methods))
+    stopped: BaseException | None = None  # what ended the run early; the finished images are still written
+    try:
+        for start in range(0, len(items), args.batch_size):
+            batch_items = []
+            crops = []
+            for item in items[start : start + args.batch_size]:
+                try:
+                    image = item.load()
+                except data_module.ImageLoadError as error:
+                    failures.append({"source": item.source, "method": None, "error": str(error)})
+                    say(str(error))
+                    user_errors += 1
+                    if bar is not None:
+                        bar.update(len(methods))
+                    continue
+                crops.append(net.resized(image))
+                item.record = {
+                    "name": item.name,
+                    "source": item.source,
+                    "note": image.info.get(data_module.NOTE_KEY),
+                    "dir": item.name,
+                    "size": list(image.size),
+                    "input": f"{item.name}/input.png",
+                    "top5": [],
+                    "target": None,
+                    "methods": {},
+                    "errors": [],
+                }
+                if item.record["note"]:
+                    say(f"{item.source}: {item.record['note']}", error=False)
+                batch_items.append(item)
+            if not batch_items:
                 continue
-            crops.append(net.resized(image))
-            item.record = {
-                "name": item.name,
-                "source": item.source,
-                "note": image.info.get(data_module.NOTE_KEY),
-                "dir": item.name,
-                "size": list(image.size),
-                "input": f"{item.name}/input.png",
-                "top5": [],
-                "target": None,
-                "methods": {},
-                "errors": [],
-            }
-            if item.record["note"]:
-                say(f"{item.source}: {item.record['note']}", error=False)
-            batch_items.append(item)
-        if not batch_items:
-            continue
-        inputs = torch.cat([net.preprocessing.to_tensor(crop) for crop in crops]).to(torch_device)
-        try:
-            with torch.no_grad():
-                output = net.model(inputs)
-            if output.dim() != 2:
-                raise ValueError(f"the model's output is shaped {tuple(output.shape)}, not (batch, classes)")
-        except Exception as error:
-            message = f"the model cannot process {net.preprocessing.size}x{net.preprocessing.size} RGB images: {_one_line(error)}"
-            if not results["images"]:
-                raise UsageError(message) from None
-            say(message)
-            user_errors += len(batch_items)
-            failures.extend({"source": item.source, "method": None, "error": message} for item in batch_items)
-            continue
-        if target_index is not None and not 0 <= target_index < output.shape[1]:
-            raise UsageError(f"--target {target_index} is out of range for a model with {output.shape[1]} classes")
-        probabilities = output.softmax(1).cpu()
-        targets = output.argmax(1) if target_index is None else torch.full((len(batch_items),), target_index, dtype=torch.long)
-        targets = targets.to(torch_device)
-        k = min(5, output.shape[1])
-        top_p, top_i = probabilities.topk(k, dim=1)
-        for row, (item, crop) in enumerate(zip(batch_items, crops)):
-            record = item.record
-            record["top5"] = [
-                {"index": int(i), "name": net.class_name(int(i)), "probability": _finite(float(p))}
-                for p, i in zip(top_p[row], top_i[row])
-            ]
-            t = int(targets[row])
-            record["target"] = {
-                "index": t,
-                "name": net.class_name(t),
-                "logit": _finite(float(output[row, t])),
-                "probability": _finite(float(probabilities[row, t])),
-            }
-            viz.to_png(crop, out / item.name / "input.png")
-
-        # per row: (method, heatmap image, overlay image)
-        pictures: dict[int, list[tuple[str, Any, Any]]] = {row: [] for row in range(len(batch_items))}
-        for name, method in methods.items():
-            tick = time.perf_counter()
+            inputs = torch.cat([net.preprocessing.to_tensor(crop) for crop in crops]).to(torch_device)
             try:
-                explanation = method.explain(inputs, target=targets)
-                relevance = explanation.relevance.detach()
-                if relevance.shape != inputs.shape:
-                    raise ValueError(f"relevance shaped {tuple(relevance.shape)} for inputs {tuple(inputs.shape)}")
-                explained = explanation.explained_output
-            except Exception as error:  # one method failing must not lose the others
-                message = f"{name} failed on {', '.join(i.source for i in batch_items)}: {type(error).__name__}: {_one_line(error)}"
+                with torch.no_grad():
+                    output = check_output(net.model(inputs))
+            except Exception as error:
+                message = f"the model cannot process {net.preprocessing.size}x{net.preprocessing.size} RGB images: {_one_line(error)}"
+                if not results["images"]:
+                    raise UsageError(message) from None
                 say(message)
-                runtime_errors += len(batch_items)
-                for item in batch_items:
-                    item.record["errors"].append({"method": name, "error": f"{type(error).__name__}: {_one_line(error)}"})
-                    failures.append({"source": item.source, "method": name, "error": message})
+                user_errors += len(batch_items)
+                failures.extend({"source": item.source, "method": None, "error": message} for item in batch_items)
+                continue
+            if target_index is not None and not 0 <= target_index < output.shape[1]:
+                raise UsageError(f"--target {target_index} is out of range for a model with {output.shape[1]} classes")
+            probabilities = output.softmax(1).cpu()
+            targets = output.argmax(1) if target_index is None else torch.full((len(batch_items),), target_index, dtype=torch.long)
+            targets = targets.to(torch_device)
+            k = min(5, output.shape[1])
+            top_p, top_i = probabilities.topk(k, dim=1)
+            for row, (item, crop) in enumerate(zip(batch_items, crops)):
+                record = item.record
+                record["top5"] = [
+                    {"index": int(i), "name": net.class_name(int(i)), "probability": _finite(float(p))}
+                    for p, i in zip(top_p[row], top_i[row])
+                ]
+                t = int(targets[row])
+                record["target"] = {
+                    "index": t,
+                    "name": net.class_name(t),
+                    "logit": _finite(float(output[row, t])),
+                    "probability": _finite(float(probabilities[row, t])),
+                }
+                viz.to_png(crop, out / item.name / "input.png")
+                if not bool(torch.isfinite(output[row]).all()):  # its prediction and explanation mean nothing
+                    problem = "the model's output for this image is not finite (NaN or infinite logits)"
+                    say(f"{item.source}: {problem}")
+                    runtime_errors += 1
+                    record["errors"].append({"method": None, "error": problem})
+                    failures.append({"source": item.source, "method": None, "error": f"{item.source}: {problem}"})
+
+            # per row: (method, heatmap image, overlay image)
+            pictures: dict[int, list[tuple[str, Any, Any]]] = {row: [] for row in range(len(batch_items))}
+            for name, method in methods.items():
+                tick = time.perf_counter()
+                try:
+                    explanation = method.explain(inputs, target=targets)
+                    relevance = explanation.relevance.detach()
+                    if relevance.shape != inputs.shape:
+                        raise ValueError(f"relevance shaped {tuple(relevance.shape)} for inputs {tuple(inputs.shape)}")
+                    explained = explanation.explained_output
+                except Exception as error:  # one method failing must not lose the others
+                    message = f"{name} failed on {', '.join(i.source for i in batch_items)}: {type(error).__name__}: {_one_line(error)}"
+                    say(message)
+                    runtime_errors += len(batch_items)
+                    for item in batch_items:
+                        item.record["errors"].append({"method": name, "error": f"{type(error).__name__}: {_one_line(error)}"})
+                        failures.append({"source": item.source, "method": name, "error": message})
+                    if bar is not None:
+                        bar.update(len(batch_items))
+                    continue
+                seconds = (time.perf_counter() - tick) / len(batch_items)
+                relevance = relevance.float().cpu()
+                sums = relevance.flatten(1).sum(1)
+                for row, (item, crop) in enumerate(zip(batch_items, crops)):
+                    r = relevance[row]
+                    report.write_npy(out / item.name / f"{name}.npy", r.numpy())
+                    bad = int((~torch.isfinite(r)).sum())
+                    if bad:  # written for inspection, but not counted as explained
+                        problem = f"{bad} of {r.numel()} relevance values are NaN or infinite"
+                        say(f"{name} on {item.source}: {problem}")
+                        runtime_errors += 1
+                        item.record["errors"].append({"method": name, "error": problem})
+                        failures.append({"source": item.source, "method": name, "error": f"{name} on {item.source}: {problem}"})
+                    heat = torch.nan_to_num(r.sum(0), nan=0.0, posinf=0.0, neginf=0.0)  # draw NaN/Inf as 0
+                    picture, overlaid = viz.heatmap(heat, **HEATMAP_STYLE), viz.overlay(crop, heat, **OVERLAY_STYLE)
+                    viz.to_png(picture, out / item.name / f"{name}.png")
+                    viz.to_png(overlaid, out / item.name / f"{name}.overlay.png")
+                    pictures[row].append((name, picture, overlaid))
+                    item.record["methods"][name] = {
+                        "png": f"{item.name}/{name}.png",
+                        "overlay": f"{item.name}/{name}.overlay.png",
+                        "npy": f"{item.name}/{name}.npy",
+                        "relevance_sum": _finite(float(sums[row])),
+                        "explained_logit": None if explained is None else _finite(float(explained[row])),
+                        "seconds": round(seconds, 4),
+                    }
                 if bar is not None:
                     bar.update(len(batch_items))
-                continue
-            seconds = (time.perf_counter() - tick) / len(batch_items)
-            relevance = relevance.float().cpu()
-            sums = relevance.flatten(1).sum(1)
             for row, (item, crop) in enumerate(zip(batch_items, crops)):
-                r = relevance[row]
-                report.write_npy(out / item.name / f"{name}.npy", r.numpy())
-                heat = torch.nan_to_num(r.sum(0), nan=0.0, posinf=0.0, neginf=0.0)  # draw NaN/Inf as 0
-                picture, overlaid = viz.heatmap(heat, **HEATMAP_STYLE), viz.overlay(crop, heat, **OVERLAY_STYLE)
-                viz.to_png(picture, out / item.name / f"{name}.png")
-                viz.to_png(overlaid, out / item.name / f"{name}.overlay.png")
-                pictures[row].append((name, picture, overlaid))
-                item.record["methods"][name] = {
-                    "png": f"{item.name}/{name}.png",
-                    "overlay": f"{item.name}/{name}.overlay.png",
-                    "npy": f"{item.name}/{name}.npy",
-                    "relevance_sum": _finite(float(sums[row])),
-                    "explained_logit": None if explained is None else _finite(float(explained[row])),
-                    "seconds": round(seconds, 4),
-                }
-            if bar is not None:
-                bar.update(len(batch_items))
-        for row, (item, crop) in enumerate(zip(batch_items, crops)):
-            if pictures[row]:
-                viz.to_png(pictures[row][0][2], out / item.name / "overlay.png")  # the first method's
-                item.record["overlay"] = f"{item.name}/overlay.png"
-            tiles = {f"{item.name}: {item.record['target']['name']}": crop}
-            tiles.update((method_name, picture) for method_name, picture, _ in pictures[row])
-            tile_size = max(96, min(224, crop.size[0]))
-            viz.to_png(viz.grid(tiles, size=tile_size), out / item.name / "grid.png")
-            item.record["grid"] = f"{item.name}/grid.png"
-            results["images"].append(item.record)
+                if pictures[row]:
+                    viz.to_png(pictures[row][0][2], out / item.name / "overlay.png")  # the first method's
+                    item.record["overlay"] = f"{item.name}/overlay.png"
+                tiles = {f"{item.name}: {item.record['target']['name']}": crop}
+                tiles.update((method_name, picture) for method_name, picture, _ in pictures[row])
+                tile_size = max(96, min(224, crop.size[0]))
+                viz.to_png(viz.grid(tiles, size=tile_size), out / item.name / "grid.png")
+                item.record["grid"] = f"{item.name}/grid.png"
+                results["images"].append(item.record)
+    except (Exception, KeyboardInterrupt) as error:
+        stopped = error
+        failures.append({"source": None, "method": None, "error": f"the run stopped early: {type(error).__name__}: {_one_line(error)}"})
     if bar is not None:
         bar.close()
 
@@ -737,6 +742,9 @@ def run_explain(args: argparse.Namespace) -> int:
     }
     report.write_json(out / "results.json", results)
     index = report.write_index(results, out)
+    if stopped is not None:
+        _note(f"{explained_images} finished image(s) written to {index} before the run stopped")
+        raise stopped
     print(
         f"unmask: explained {explained_images} of {results['summary']['images']} images with "
         f"{len(method_names)} method{'s' if len(method_names) != 1 else ''} in {seconds:.1f} s"

@@ -5,6 +5,8 @@ from typing import Callable, Union
 
 import torch
 
+from .checks import check_output
+
 Target = Union[None, str, int, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
 
@@ -16,17 +18,14 @@ def resolve_target(output: torch.Tensor, target: Target) -> torch.Tensor | None:
     """
     if callable(target) and not isinstance(target, torch.Tensor):
         return None
-    if output.dim() != 2:
-        raise ValueError(
-            f"class targets need a model output shaped (batch, classes), got {tuple(output.shape)}; "
-            "pass a callable target that maps the output to one score per sample"
-        )
-    batch, classes = output.shape
+    batch, classes = check_output(output).shape
     if target is None or (isinstance(target, str) and target == "predicted"):
         return output.argmax(1)
     if isinstance(target, str):
         raise ValueError(f"target must be an int, a tensor of ints, 'predicted' or a callable, got {target!r}")
     index = torch.as_tensor(target, device=output.device)
+    if index.dtype == torch.bool:
+        raise ValueError(f"target must hold integer class indices, not booleans, got {target!r}")
     if index.is_floating_point() or index.is_complex():
         raise ValueError(f"target must hold integer class indices, got dtype {index.dtype}")
     index = index.long().reshape(-1)

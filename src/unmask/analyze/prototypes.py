@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._utils.validation import finite
 from ..models import Capture, eval_mode, on_device, pixel_model, resolve_layer
 
 __all__ = [
@@ -345,6 +346,11 @@ def prototype(
         raise ValueError(f"steps must be >= 0, got {steps}")
     if objective not in ("logit", "log_softmax"):
         raise ValueError(f"objective must be 'logit' or 'log_softmax', got {objective!r}")
+    finite("lr", lr, minimum=0, strict_minimum=True), finite("rotate", rotate)
+    for name, value in (("l2", l2), ("tv", tv), ("blur", blur), ("scale[0]", scale[0]), ("scale[1]", scale[1])):
+        finite(name, value)
+    if jitter is not None:
+        finite("jitter", jitter, minimum=0)
     if min(l2, tv, blur) < 0:
         raise ValueError("regulariser weights l2, tv and blur must be >= 0")
     if scale[0] <= 0 or scale[1] < scale[0]:

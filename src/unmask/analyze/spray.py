@@ -98,7 +98,8 @@ class SprayResult:
         eigengaps: ``eigenvalues[i + 1] - eigenvalues[i]``; a large gap after ``i + 1`` values means
             ``i + 1`` well separated groups (the suggestion weighs gaps on a log scale, see
             :func:`eigengap_clusters`).
-        n_clusters: the number of clusters used; ``suggested_n_clusters`` the one the eigengap picks.
+        n_clusters: the number of clusters used (for dbscan / hdbscan: the groups they found, noise not
+            counted); ``suggested_n_clusters`` the one the eigengap picks.
         embedding: ``(N, 2)`` coordinates for viewing (``None`` with ``embedding=None``).
         spectral: ``(N, n_clusters)`` the normalised spectral embedding that was clustered.
         clusters: per cluster its size, mean heatmap and the samples nearest its centre.
@@ -392,6 +393,10 @@ def spectrum(w: Any, n_eigenvalues: int, eigensolver: str = "auto", random_state
     return values[order], vectors[:, order], solver
 
 
+#: Clusterers that find the number of groups themselves (label -1: noise); ``n_clusters`` is what they found.
+DENSITY_CLUSTERERS = ("dbscan", "hdbscan")
+
+
 def eigengap_clusters(eigenvalues: np.ndarray, max_clusters: int = 10, min_clusters: int = 2) -> int:
     """The number of clusters ``c`` (``min_clusters <= c <= max_clusters``) after which the eigenvalues
     (ascending, ``lambda_0 = 0``) jump the most, measured on a log scale:
@@ -622,7 +627,7 @@ def spray(
         labels=labels,
         eigenvalues=values,
         eigengaps=gaps,
-        n_clusters=chosen_n,
+        n_clusters=chosen_n if clusterer not in DENSITY_CLUSTERERS else sum(1 for c in clusters if c.label >= 0),
         suggested_n_clusters=suggested,
         embedding=coords,
         spectral=spectral,

@@ -43,6 +43,17 @@ _PALETTE = [
 ]
 
 
+def _clusters_caption(result: Any) -> str:
+    """Where the number of clusters came from: the eigengap, --clusters, or a density clusterer."""
+    clusterer = result.settings.get("clusterer", "kmeans")
+    if clusterer in ("dbscan", "hdbscan"):
+        noise = int((result.labels < 0).sum())
+        return f"clusters (found by {clusterer}{f'; {noise} noise samples' if noise else ''})"
+    if result.n_clusters == result.suggested_n_clusters:
+        return "clusters (eigengap)"
+    return f"clusters (eigengap: {result.suggested_n_clusters})"
+
+
 def _colour(label: int) -> str:
     return "#999999" if label < 0 else _PALETTE[label % len(_PALETTE)]
 
@@ -173,7 +184,7 @@ def write_report(
     gap = result.eigenvalues[c] - result.eigenvalues[c - 1] if 1 <= c < len(result.eigenvalues) else None
     facts = [
         (str(len(result.labels)), "heatmaps analysed"),
-        (str(result.n_clusters), "clusters" + (" (eigengap)" if result.n_clusters == result.suggested_n_clusters else f" (eigengap: {result.suggested_n_clusters})")),
+        (str(result.n_clusters), _clusters_caption(result)),
         (_number(gap, 4), f"eigengap λ{c + 1} − λ{c}"),
         (str(result.k), "neighbours (k)"),
     ]

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
+from .._utils.validation import ParameterError
 from ..checks import check_eval, check_inputs
 from ..explanation import Explanation
 from ..registry import register
@@ -31,7 +32,7 @@ def registered(name: str) -> Callable[[T], T]:
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an int ``>= minimum``; a ValueError naming the parameter otherwise."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -43,14 +44,14 @@ def check_optional_int(name: str, value: Any) -> int | None:
 def check_float(name: str, value: Any, minimum: float = 0.0) -> float:
     """``value`` as a finite float ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
+        raise ParameterError(f"{name} must be a finite number >= {minimum}, got {value!r}")
     return float(value)
 
 
 def check_bool(name: str, value: Any) -> bool:
     """``value`` when it is a bool."""
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
+        raise ParameterError(f"{name} must be True or False, got {value!r}")
     return value
 
 
@@ -58,7 +59,7 @@ def check_fill(name: str, value: Any) -> float | torch.Tensor:
     """A finite scalar or a finite floating tensor (broadcast against the inputs later)."""
     if isinstance(value, torch.Tensor):
         if not value.is_floating_point() or not torch.isfinite(value).all():
-            raise ValueError(f"{name} must be a finite floating tensor, got dtype {value.dtype}")
+            raise ParameterError(f"{name} must be a finite floating tensor, got dtype {value.dtype}")
         return value.detach()
     return check_float(name, value, minimum=-math.inf)
 

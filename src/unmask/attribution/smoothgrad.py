@@ -30,7 +30,9 @@ class SmoothGrad(Attribution):
         noise_level: ``sigma / (x_max - x_min)``, default ``0.15`` (the paper recommends 10-20%).
         samples: number of noisy copies ``n``, default ``50`` (the paper's choice).
         seed: seed of the ``torch.Generator`` on the inputs' device, default ``0`` (same call, same
-            noise); ``None`` draws from torch's global generator.
+            noise); ``None`` draws from torch's global generator. Every sample of a batch gets the same
+            standard normal draws (scaled by its own sigma), so a sample's relevance does not depend on
+            the batch it is explained in.
         batch_size: most noisy rows per call of the method, ``None`` (default) for all ``samples * batch``
             at once. The noise does not depend on it.
         squared: average squared relevance, default ``False``.
@@ -70,7 +72,12 @@ class SmoothGrad(Attribution):
         }
 
     def _noisy_copies(self, inputs: torch.Tensor) -> Iterator[torch.Tensor]:
-        """``samples`` noisy copies of the batch, one generator draw of the batch's shape each."""
+        """``samples`` noisy copies of the batch.
+
+        Copy ``k`` of every sample uses the ``k``-th standard normal draw (of one sample's shape) of a
+        generator seeded with ``seed``, scaled by that sample's own ``sigma``: each sample sees i.i.d. noise
+        over ``k``, and its result does not depend on the batch it is in or its position there.
+        """
         flat = inputs.flatten(1)
         sigma = per_row(self.noise_level * (flat.amax(1) - flat.amin(1)), inputs.dim())
         generator = None
@@ -78,8 +85,8 @@ class SmoothGrad(Attribution):
             generator = torch.Generator(device=inputs.device)
             generator.manual_seed(self.seed)
         for _ in range(self.samples):
-            noise = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype, device=inputs.device)
-            yield noise.mul_(sigma).add_(inputs)
+            noise = torch.randn(inputs.shape[1:], generator=generator, dtype=inputs.dtype, device=inputs.device)
+            yield noise.unsqueeze(0) * sigma + inputs
 
     def _attribute(
         self, inputs: torch.Tensor, target: Target

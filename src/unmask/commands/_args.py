@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -46,3 +49,46 @@ def add_model_options(parser: argparse.ArgumentParser, default: str | None = "ef
                         help="builds the network a state-dict file given as --model is loaded into")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow --model files that are full pickles (they can run arbitrary code)")
+
+
+def output_folder(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Create the folder ``path`` and prove it writable, before a command starts its work.
+
+    A command that can only write its results at the end checks here first, so an unwritable
+    ``--out`` costs a second, not the whole run.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{option} {folder} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as problem:
+        raise UsageError(f"cannot create {option} {folder}: {problem.strerror or problem}") from None
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".unmask-write-test-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as problem:
+        raise UsageError(f"cannot write to {option} {folder}: {problem.strerror or problem}") from None
+    return folder
+
+
+def check_device(name: str) -> str:
+    """``--device``: a torch device that can hold a model here (cpu, cuda[:N], mps); else a UsageError."""
+    import torch
+
+    try:
+        parsed = torch.device(name)
+    except (RuntimeError, ValueError, TypeError) as problem:
+        raise UsageError(f"--device {name!r} is not a device: {' '.join(str(problem).split())}") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UsageError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif parsed.type != "cpu":
+        raise UsageError(f"--device {name}: unmask runs models on cpu, cuda or mps, not {parsed.type!r}")
+    return name

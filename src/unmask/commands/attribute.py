@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import time
 from typing import Any
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, non_negative_int, positive_int
 from ._args import error as _error
+from ._run import run_command
+from ._args import check_device
 
 DEFAULT_METHOD = "lrp.epsilon_plus_flat"
 
@@ -54,6 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--worker", type=non_negative_int, default=0, metavar="I", help="this process's number when several share the work (default: 0)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help="how many processes share the work (default: 1)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU threads of this process (default: all cores, or cores / --workers when several workers share the machine)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0, metavar="N", help="data loading processes (default: 0, in this process)")
     parser.add_argument("--save-logits", action="store_true", help="also keep every sample's whole output")
     parser.add_argument("--image-size", type=positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
@@ -68,24 +72,57 @@ def _note(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask attribute`` for parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _error("interrupted; run the same command again to resume")
-        return 130
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
-        from .. import cli
-        from ..data.images import ImageLoadError
-        from ..store import StoreError
+    return run_command("attribute", _run, args, on_interrupt="run the same command again to resume")
 
-        if isinstance(error, (cli.UsageError, StoreError, ImageLoadError, FileNotFoundError)):
-            _error(" ".join(str(error).split()))
-            return EXIT_USAGE
-        _error(f"attribution failed: {type(error).__name__}: {' '.join(str(error).split())}")
-        return EXIT_FAILED
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Relabelled:
+    """A data set whose labels (indices into its own class names) are mapped to the model's class indices."""
+
+    def __init__(self, dataset: Any, mapping: list[int], classes: list[str]) -> None:
+        self.dataset, self.mapping, self.classes = dataset, mapping, classes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        x, label, *rest = self.dataset[index]
+        return (x, self.mapping[label] if label >= 0 else label, *rest)
+
+    def describe(self) -> dict[str, Any]:
+        info = dict(self.dataset.describe()) if hasattr(self.dataset, "describe") else {"size": len(self)}
+        return {**info, "labels_mapped_to_model_classes": dict(zip(info.get("classes", []), self.mapping)), "classes": self.classes}
+
+
+def _labels_as_model_classes(dataset: Any, model_classes: list[str], target: str) -> Any:
+    """Folder (or list) labels in the model's class indices when every label name is a model class name;
+    otherwise the labels keep their own names, and ``--target label`` is refused (it would explain the
+    model class that happens to have the folder's index)."""
+    names = list(getattr(dataset, "classes", None) or [])
+    if not names or not model_classes or names == model_classes[: len(names)]:
+        return dataset
+    lookup = {}
+    for index, name in enumerate(model_classes):
+        for alias in {name, *name.split(",")}:
+            lookup.setdefault(alias.strip().lower(), index)
+    mapping = [lookup.get(name.strip().lower().replace("_", " "), lookup.get(name.strip().lower())) for name in names]
+    if all(m is not None for m in mapping):
+        _note(f"labels: the data set's class names mapped to the model's classes ({', '.join(f'{n}->{m}' for n, m in list(zip(names, mapping))[:5])}{' ...' if len(names) > 5 else ''})")
+        return _Relabelled(dataset, mapping, model_classes)
+    if target == "label":
+        missing = [n for n, m in zip(names, mapping) if m is None]
+        raise UsageError(
+            f"--target label: the data set's labels ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}) are not the "
+            f"model's class names (not a model class: {', '.join(missing[:5])}); name the class folders after the "
+            "model's classes, or use --target predicted or a class"
+        )
+    return dataset
 
 
 def parse_data(spec: str, transform: Any) -> Any:
@@ -143,8 +180,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"give exactly one DATA (a folder, a file list or cleverhans[:split]), got {len(args.data)}")
     if not 0 <= args.worker < args.workers:
         raise UsageError(f"--worker must be in 0 .. {args.workers - 1} for --workers {args.workers}, got {args.worker}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    check_device(args.device)
+    threads = args.threads or (max(1, _cores() // args.workers) if args.workers > 1 else None)
+    if threads is not None:  # several workers each on every core run many times slower than one
+        torch.set_num_threads(threads)
     try:
         get_method(args.method)
     except ValueError as error:
@@ -160,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.method.endswith("_box") and "low" not in params and "high" not in params:
         params["low"], params["high"] = net.low, net.high
     classes = list(net.classes or getattr(dataset, "classes", []) or [])
+    dataset = _labels_as_model_classes(dataset, list(net.classes or []), args.target)
     target: Any = args.target
     if target not in ("predicted", "label"):
         if target.lstrip("-").isdigit():

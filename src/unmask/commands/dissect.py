@@ -18,6 +18,8 @@ from typing import Any
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from ._args import error as _error
+from ._run import run_command
+from ._args import check_device, output_folder
 
 #: Layers dissected when none are named, per zoo model.
 DEFAULT_LAYERS = {
@@ -95,20 +97,7 @@ def _layers(args: argparse.Namespace, net: Any) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask dissect`` for parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
-        if isinstance(error, (ValueError, TypeError, FileNotFoundError)):
-            _error(" ".join(str(error).split()))
-            return EXIT_USAGE
-        _error(f"dissection failed: {type(error).__name__}: {' '.join(str(error).split())}")
-        return EXIT_FAILED
+    return run_command("dissect", _run, args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -123,8 +112,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--quantile must be in (0, 1), got {args.quantile}")
     if not 0 <= args.iou_threshold <= 1:
         raise UsageError(f"--iou-threshold must be in [0, 1], got {args.iou_threshold}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    check_device(args.device)
+    output_folder(args.out)  # before the dissection, not after it
     perturbations = [parse_perturbation(p, seed=args.seed) for p in (args.perturb or [])]
     net = cli.load_model_spec(args.model, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device, image_size=args.image_size or 224)
     layers = _layers(args, net)

@@ -23,6 +23,8 @@ from typing import Any
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_model_options, non_negative_int, positive_int
 from ._args import error as _error
+from ._run import run_command
+from ._args import check_device, output_folder
 
 HELP = "score heatmaps: pixel flipping / AOPC, selectivity and other metrics -> evaluation.json, plot, page"
 DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ")
@@ -72,16 +74,7 @@ def _say(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask evaluate``; returns the exit code (usage errors: one line on stderr, code 2)."""
-    from ..cli import UsageError
-
-    try:
-        return _run(args)
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+    return run_command("evaluate", _run, args)
 
 
 def _bar(total: int, description: str, disable: bool) -> Any:
@@ -164,12 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..report import write_json
 
     started = time.perf_counter()
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as error:
-        raise UsageError(f"--device {args.device!r}: {_one_line(error)}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    device = torch.device(check_device(args.device))
 
     known = registered()
     if args.methods:
@@ -202,11 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     items, input_problems = _images(args, failures)
     if not items:
         raise UsageError("no usable images" + (" (see above)" if input_problems else ""))
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"cannot create --out {out}: {error.strerror or error}") from None
+    out = output_folder(args.out)
 
     inputs = torch.cat([net.preprocessing.to_tensor(net.resized(image)) for _, _, image in items]).to(device)
     try:

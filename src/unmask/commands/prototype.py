@@ -16,6 +16,8 @@ from typing import Any
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
 from ._args import error as _error
+from ._run import run_command
+from ._args import check_device, output_folder
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -59,20 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask prototype`` for parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - one line, no traceback
-        if isinstance(error, (ValueError, TypeError, FileNotFoundError)):
-            _error(" ".join(str(error).split()))
-            return EXIT_USAGE
-        _error(f"prototype failed: {type(error).__name__}: {' '.join(str(error).split())}")
-        return EXIT_FAILED
+    return run_command("prototype", _run, args)
 
 
 def _slug(text: str) -> str:
@@ -92,8 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..viz import to_image
 
     started = time.perf_counter()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    check_device(args.device)
     net = cli.load_model_spec(args.model, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device, image_size=args.image_size or 224, classes=args.classes)
     targets = [parse_target(text, net.classes) for text in args.targets]
     settings = dict(
@@ -101,11 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         jitter=args.jitter, scale=tuple(args.scale), rotate=args.rotate, l2=args.l2, tv=args.tv, blur=args.blur,
         objective=args.objective, seed=args.seed,
     )
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"cannot create --out {out}: {error.strerror or error}") from None
+    out = output_folder(args.out)
 
     inputs = []
     for start in range(0, len(targets), args.batch_size):

@@ -19,6 +19,8 @@ import numpy as np
 
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
 from ._args import error as _error
+from ._run import run_command
+from ._args import output_folder
 
 
 
@@ -56,22 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask spray`` for parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
-        from ..store import StoreError
-
-        if isinstance(error, (StoreError, ValueError)):
-            _error(" ".join(str(error).split()))
-            return EXIT_USAGE
-        _error(f"spray failed: {type(error).__name__}: {' '.join(str(error).split())}")
-        return EXIT_FAILED
+    return run_command("spray", _run, args)
 
 
 def select_class(store: Any, cls: str | None, by: str | None) -> tuple[np.ndarray, int | None, str]:
@@ -79,7 +66,9 @@ def select_class(store: Any, cls: str | None, by: str | None) -> tuple[np.ndarra
     n = len(store)
     if cls is None:
         return np.ones(n, dtype=bool), None, "all samples"
-    classes = store.classes
+    if by is None:
+        by = "label" if (store.labels >= 0).any() else "prediction"
+    classes = store.label_classes if by == "label" else store.classes  # folder labels have their own names
     if cls.lstrip("-").isdigit():
         index = int(cls)
     elif cls in classes:
@@ -87,8 +76,6 @@ def select_class(store: Any, cls: str | None, by: str | None) -> tuple[np.ndarra
     else:
         known = f"; classes: {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}" if classes else " (the store has no class names; use an index)"
         raise UsageError(f"--class {cls!r} is neither a class index nor a class name{known}")
-    if by is None:
-        by = "label" if (store.labels >= 0).any() else "prediction"
     values = {"label": store.labels, "prediction": store.predictions, "target": store.targets}[by]
     chosen = values == index
     name = classes[index] if 0 <= index < len(classes) else f"class {index}"
@@ -163,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     store = open_store(args.store)
+    output_folder(args.out)  # before the analysis, not after it
     if len(store) == 0:
         raise UsageError(f"{args.store} holds no samples yet; run 'unmask attribute' first")
     selection, cls, what = select_class(store, args.cls, args.by)
@@ -205,7 +193,6 @@ def _run(args: argparse.Namespace) -> int:
         context = {**everything.to_dict(), "per_cluster": per_cluster}
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     data = {
         "unmask_version": __version__,
         "store": str(store.path),
@@ -240,7 +227,9 @@ def _run(args: argparse.Namespace) -> int:
         context=context,
     )
     seconds = time.perf_counter() - started
-    summary = f"{result.n_clusters} clusters (sizes {', '.join(str(c.size) for c in result.clusters)})"
+    summary = f"{result.n_clusters} clusters (sizes {', '.join(str(c.size) for c in result.clusters if c.label >= 0)})"
+    if (result.labels < 0).any():
+        summary += f", {int((result.labels < 0).sum())} noise samples"
     if scores is not None:
         summary += f", ARI {scores['ari']:.3f} against '{truth_name}'"
     print(f"unmask: {summary}; {seconds:.1f} s; open {index}", flush=True)

@@ -37,7 +37,8 @@ def load_image(path: PathLike) -> Image.Image:
     Grayscale, palette, CMYK, 16-bit and RGBA images are converted to RGB (transparency is flattened
     onto white) and EXIF orientation is applied; such a conversion leaves a one-line note in
     ``image.info["unmask_note"]``. Missing paths, folders, files that are not images, truncated files,
-    images under 32 pixels on a side and images over 50 megapixels raise :class:`ImageLoadError`.
+    images under 32 pixels on a side, images over 50 megapixels, float images with NaN or infinite
+    pixels and paths that are not regular files (FIFOs, devices) raise :class:`ImageLoadError`.
 
     >>> image = load_image("cat.jpg")  # doctest: +SKIP
     >>> image.mode
@@ -48,6 +49,8 @@ def load_image(path: PathLike) -> Image.Image:
         raise ImageLoadError(path, "no such file")
     if path.is_dir():
         raise ImageLoadError(path, "is a folder, not an image file (pass it to expand_inputs to list its images)")
+    if not path.is_file():  # a FIFO, socket or device would block or never end: open regular files only
+        raise ImageLoadError(path, "is not a regular file (a FIFO, socket or device); give an image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -76,6 +79,13 @@ def load_image(path: PathLike) -> Image.Image:
         except (OSError, SyntaxError, ValueError) as error:
             raise ImageLoadError(path, f"is damaged or truncated and cannot be decoded ({error})") from None
         mode = image.mode
+        if mode == "F":
+            import numpy as np
+
+            bad = int(np.count_nonzero(~np.isfinite(np.asarray(image))))
+            if bad:
+                raise ImageLoadError(path, f"has {bad} NaN or infinite pixel{'s' if bad != 1 else ''} (a float image); "
+                                           "replace them (e.g. numpy.nan_to_num) before explaining it")
         image = to_rgb(image)
         if mode != "RGB":
             notes.append(f"{describe_mode(mode)} image converted to RGB")

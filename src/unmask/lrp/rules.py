@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .._utils.validation import finite, finite_values
 
 if TYPE_CHECKING:
     from .engine import Layer
@@ -83,9 +84,7 @@ class Epsilon(Rule):
     """
 
     def __init__(self, epsilon: float = 1e-6):
-        if epsilon < 0:
-            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        self.epsilon = float(epsilon)
+        self.epsilon = finite("epsilon", epsilon, minimum=0)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         grads = layer.vjp(divide(relevance, layer.output, self.epsilon))
@@ -142,7 +141,7 @@ class AveragePool(Rule):
     """
 
     def __init__(self, stabilizer: float = 1e-6):
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = finite("stabilizer", stabilizer, minimum=0)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         average = _average_pool_of(layer)
@@ -213,7 +212,7 @@ class _Weighted(Rule):
     needs_weights = True
 
     def __init__(self, stabilizer: float = 1e-6):
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = finite("stabilizer", stabilizer, minimum=0)
 
     def _check(self, layer: "Layer") -> None:
         if layer.affine is None:
@@ -253,6 +252,7 @@ class AlphaBeta(_Weighted):
     """
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6):
+        finite("alpha", alpha), finite("beta", beta)
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
         if abs(alpha - beta - 1) > 1e-9:
@@ -288,9 +288,7 @@ class Gamma(_Weighted):
     """
 
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6):
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = finite("gamma", gamma, minimum=0)
         super().__init__(stabilizer)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
@@ -337,7 +335,7 @@ class ZBox(_Weighted):
     """
 
     def __init__(self, low: Any = None, high: Any = None, stabilizer: float = 1e-6):
-        self.low, self.high = low, high
+        self.low, self.high = finite_values("low", low), finite_values("high", high)
         super().__init__(stabilizer)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:

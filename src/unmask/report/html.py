@@ -41,6 +41,10 @@ def _number(value: Any, digits: int = 4) -> str:
     return escape(str(value))
 
 
+def _percent(value: Any) -> str:
+    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else "&ndash;"
+
+
 def _image_section(image: dict[str, Any], methods: list[str]) -> str:
     name = escape(image["name"])
     parts = [f'<section class="image" id="{escape(image["dir"], quote=True)}">', f"<h2>{name}</h2>"]
@@ -58,7 +62,7 @@ def _image_section(image: dict[str, Any], methods: list[str]) -> str:
         css = ' class="target"' if entry["index"] == target.get("index") else ""
         rows.append(
             f"<tr{css}><td class=num>{entry['index']}</td><td>{escape(entry['name'])}</td>"
-            f"<td class=num>{entry['probability'] * 100:.1f}%</td></tr>"
+            f"<td class=num>{_percent(entry.get('probability'))}</td></tr>"
         )
     top5 = (
         "<table><caption>top-5 classes</caption><tr><th>index</th><th>class</th><th>probability</th></tr>"
@@ -107,7 +111,7 @@ def render_index(results: dict[str, Any]) -> str:
         f'<p class="meta">{escape(str(model.get("description", "")))}</p>',
         f'<p class="meta">methods: {escape(", ".join(methods))} &middot; target: {escape(str(results.get("target", "")))}'
         f' &middot; {summary.get("explained", 0)} of {summary.get("images", 0)} images explained'
-        f' in {summary.get("seconds", 0):.1f} s &middot; <a href="results.json">results.json</a></p>',
+        f' in {summary.get("seconds") or 0:.1f} s &middot; <a href="results.json">results.json</a></p>',
     ]
     if images:
         body.append("<nav>" + "".join(f'<a href="#{escape(i["dir"], quote=True)}">{escape(i["name"])}</a>' for i in images) + "</nav>")

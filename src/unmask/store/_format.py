@@ -189,6 +189,13 @@ class Store:
     def classes(self) -> list[str]:
         return list(self.settings.get("classes") or [])
 
+    @property
+    def label_classes(self) -> list[str]:
+        """Names of the data set's labels: its own (e.g. the class folders) when it has them, else :attr:`classes`."""
+        dataset = self.settings.get("dataset")
+        own = dataset.get("classes") if isinstance(dataset, dict) else None
+        return list(own) if isinstance(own, list) and own else self.classes
+
     def __len__(self) -> int:
         return sum(p.count for p in self._parts)
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from ._guard import acquire_writer_lock, check_merge_target, release
 from ._format import (
     FORMAT,
     MANIFEST,
@@ -333,8 +334,16 @@ def attribute(
     folder = Path(store)
     if folder.exists() and not folder.is_dir():
         raise StoreError(f"{folder} exists and is not a folder; a store is a folder (merged stores are read-only)")
+    explainer = get_method(method)(net, **method_params)  # a bad parameter fails before store.json is written
     on_disk = _write_manifest_once(folder, manifest)
-    _check_compatible(on_disk, manifest, folder)
+    try:
+        _check_compatible(on_disk, manifest, folder)
+    except StoreError:
+        if any((folder / SHARDS).iterdir()):  # finished or running shards depend on these settings
+            raise
+        (folder / MANIFEST).unlink()  # no sample was written under these settings: the corrected run may start over
+        _check_compatible(_write_manifest_once(folder, manifest), manifest, folder)
+    lock = acquire_writer_lock(folder, worker, workers)
 
     shards = folder / SHARDS
     ranges = shard_ranges(size, shard_size)
@@ -347,9 +356,9 @@ def attribute(
     total = sum(stop - start for _, (start, stop) in mine)
     finished = total - sum(stop - start for _, (start, stop) in pending)
     if not pending:
+        release(lock)
         return Store(folder)
 
-    explainer = get_method(method)(net, **method_params)
     batches: list[list[int]] = []
     for _, (start, stop) in pending:
         batches.extend(list(range(b, min(b + batch_size, stop))) for b in range(start, stop, batch_size))
@@ -386,6 +395,7 @@ def attribute(
     finally:
         if bar is not None:
             bar.close()
+        release(lock)
     return Store(folder)
 
 
@@ -513,6 +523,7 @@ def merge(
     h5py = _h5py()
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
+    check_merge_target(Path(out), [Path(s) for s in sources])  # before reading the sources: never destroy a file
     stores = [Store(s) for s in sources]
     if not stores:
         raise StoreError("merge needs at least one store")

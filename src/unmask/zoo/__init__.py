@@ -59,6 +59,12 @@ def imagenet_classes(full: bool = False) -> tuple[str, ...]:
     return tuple(lines if full else (line.split(",")[0].strip() for line in lines))
 
 
+#: Largest side of a model input (and of the resize before the crop) that :class:`Preprocessing` accepts.
+MAX_INPUT_SIDE = 8192
+#: Larger intermediate images are never made: an extreme aspect ratio resizes only the cropped part.
+MAX_RESIZED_PIXELS = 16_000_000
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How a PIL image becomes a model input: resize, centre crop, scale to [0, 1], normalise.
@@ -75,6 +81,9 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if self.size < 1 or (self.resize is not None and self.resize < self.size):
             raise ValueError(f"need 1 <= size <= resize, got size={self.size}, resize={self.resize}")
+        if max(self.size, self.resize or 0) > MAX_INPUT_SIDE:
+            raise ValueError(f"an input size of {max(self.size, self.resize or 0)} pixels is over the limit of {MAX_INPUT_SIDE}; "
+                             "models take a few hundred pixels a side")
         if len(self.mean) != len(self.std) or min(self.std) <= 0:
             raise ValueError("mean and std need one entry per channel and std > 0")
 
@@ -86,8 +95,11 @@ class Preprocessing:
         width, height = image.size
         scale = self.resize / min(width, height)
         new_w, new_h = max(self.size, round(width * scale)), max(self.size, round(height * scale))
-        image = image.resize((new_w, new_h), Image.BICUBIC)
         left, top = (new_w - self.size) // 2, (new_h - self.size) // 2
+        if new_w * new_h > MAX_RESIZED_PIXELS:  # a very long image: resize only the part the crop keeps
+            box = (left / scale, top / scale, (left + self.size) / scale, (top + self.size) / scale)
+            return image.resize((self.size, self.size), Image.BICUBIC, box=box)
+        image = image.resize((new_w, new_h), Image.BICUBIC)
         return image.crop((left, top, left + self.size, top + self.size))
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:

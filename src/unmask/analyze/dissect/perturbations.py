@@ -29,6 +29,8 @@ class Perturbation:
     def __post_init__(self) -> None:
         if self.kind not in ("noise", "rotate", "shuffle"):
             raise ValueError(f"unknown perturbation {self.kind!r}; use noise:AMOUNT, rotate:DEGREES or shuffle:GRID")
+        if not math.isfinite(self.amount):
+            raise ValueError(f"{self.kind} amount must be a finite number, got {self.amount}")
         if self.kind == "noise" and self.amount < 0:
             raise ValueError(f"noise amount must be >= 0, got {self.amount}")
         if self.kind == "shuffle" and (self.amount != int(self.amount) or self.amount < 1):

@@ -1,0 +1,1 @@
+"""Helpers written once and used by every room: validation of numeric parameters."""

@@ -1,0 +1,59 @@
+"""Checking numeric parameters where they enter the API, so every caller (and the CLI) inherits the check.
+
+A NaN or infinite ``gamma``, ``epsilon`` or noise level does not fail: it silently turns every relevance
+into NaN. These helpers refuse such values with a :class:`ParameterError` (a ``ValueError``) that names the
+parameter and the range, so a caller such as the CLI can tell a refused value from a method that fails.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+
+class ParameterError(ValueError):
+    """A parameter value the API refuses (NaN, infinite, out of range, of the wrong type)."""
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def finite(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+           strict_minimum: bool = False) -> float:
+    """``value`` as a float if it is a finite number in ``[minimum, maximum]`` (``(minimum, ...`` if
+    ``strict_minimum``); else :class:`ValueError` naming ``name``."""
+    number = _number(name, value)
+    if not math.isfinite(number):
+        raise ParameterError(f"{name} must be a finite number, got {value!r}")
+    low_ok = minimum is None or (number > minimum if strict_minimum else number >= minimum)
+    if not low_ok or (maximum is not None and number > maximum):
+        bound = (">" if strict_minimum else ">=") + f" {minimum:g}" if minimum is not None else ""
+        top = f"<= {maximum:g}" if maximum is not None else ""
+        raise ParameterError(f"{name} must be {' and '.join(b for b in (bound, top) if b)}, got {value!r}")
+    return number
+
+
+def integer(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """``value`` if it is an integer (not a bool) ``>= minimum``; else :class:`ValueError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ParameterError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def finite_values(name: str, value: Any) -> Any:
+    """``value`` unchanged if every number in it (a scalar, sequence, array or tensor) is finite; ``None`` passes."""
+    if value is None:
+        return value
+    import numpy as np
+
+    array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+        raise ParameterError(f"{name} must be numbers, got {value!r}")
+    if not np.isfinite(array).all():
+        raise ParameterError(f"{name} must be finite, got {value!r}")
+    return value

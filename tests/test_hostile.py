@@ -1,0 +1,179 @@
+"""Hostile and careless input, from the user's side: one attempt of each class of scripts/hostile.py run as
+a real ``unmask`` subprocess (one-line error, exit code, finished outputs intact), and the API checks
+behind them (parameter validation, batch-independent SmoothGrad, the store's lock, the last-resort handler)."""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import unmask
+from unmask.commands._run import run_command
+from unmask.store import StoreError, attribute, merge
+
+_SPEC = importlib.util.spec_from_file_location("hostile", Path(__file__).resolve().parents[1] / "scripts" / "hostile.py")
+hostile = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(hostile)
+
+#: One attempt per class of the issue (the whole catalogue: scripts/hostile.py).
+CHOSEN = [
+    "nan logits for some images",            # finished work lost
+    "report names and non-UTF-8 file name",  # finished work lost
+    "attribute bad parameter, then the corrected command",
+    "merge onto store.json",                 # data destroyed
+    "merge onto a user's file",
+    "gamma=inf",                             # silent wrong answers
+    "float TIFF with a NaN pixel",
+    "folder labels that are not model classes",
+    "--device meta",                         # tracebacks
+    "a FIFO as an image",                    # hangs
+    "dissect unwritable --out",
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    hostile.prepare(root)
+    return root
+
+
+@pytest.mark.parametrize("name", CHOSEN)
+def test_hostile_input_gets_one_line_the_right_exit_code_and_keeps_outputs(workspace, name):
+    attempt = next(a for a in hostile.CATALOGUE if a.name == name)
+    row = hostile.run_attempt(workspace, attempt)
+    assert row.code in attempt.codes, (name, row.code)
+    assert not row.traceback and row.one_line and row.message_ok, name
+    assert row.outputs_ok is not False, f"{name}: finished outputs lost or changed"
+
+
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)).eval()
+
+
+@pytest.mark.parametrize("method, params, message", [
+    ("lrp.epsilon", {"epsilon": math.inf}, "epsilon must be a finite number"),
+    ("lrp.epsilon", {"epsilon": math.nan}, "epsilon must be a finite number"),
+    ("lrp.epsilon_gamma_box", {"gamma": math.nan, "low": -1.0, "high": 1.0}, "gamma must be a finite number"),
+    ("lrp.epsilon_gamma_box", {"low": -math.inf, "high": 1.0}, "low must be finite"),
+    ("smoothgrad", {"noise_level": math.inf}, "noise_level"),
+])
+def test_non_finite_parameters_are_refused_by_the_api(method, params, message):
+    with pytest.raises(ValueError, match=message):
+        unmask.explain(tiny(), torch.rand(1, 3, 8, 8), method, **params)
+
+
+def test_rule_and_perturbation_constructors_refuse_non_finite_values():
+    from unmask.analyze.dissect import parse_perturbation
+    from unmask.lrp import rules
+
+    for make in (lambda: rules.Gamma(math.inf), lambda: rules.AlphaBeta(math.nan, 1.0), lambda: rules.ZPlus(stabilizer=math.nan),
+                 lambda: rules.Norm(math.inf), lambda: parse_perturbation("rotate:nan"), lambda: parse_perturbation("noise:1e999")):
+        with pytest.raises(ValueError, match="finite"):
+            make()
+
+
+def test_inputs_targets_and_outputs_are_checked_with_a_message():
+    model, x = tiny(), torch.rand(3, 8, 8)
+    with pytest.raises(ValueError, match=r"add a batch dimension: x.unsqueeze\(0\)"):
+        unmask.explain(model, x, "gradient")
+    with pytest.raises(ValueError, match="not booleans"):
+        unmask.explain(model, x[None], "gradient", target=True)
+
+    class Pair(nn.Module):
+        def forward(self, x):
+            return model(x), model(x)
+
+    with pytest.raises(ValueError, match="returns a tuple"):
+        unmask.explain(Pair().eval(), x[None], "gradient")
+
+
+def test_smoothgrad_of_a_sample_does_not_depend_on_its_batch():
+    model, x = tiny(), torch.rand(5, 3, 8, 8)
+    together = unmask.explain(model, x, "smoothgrad", target=1, samples=6, seed=3).relevance
+    for k in (0, 3):
+        alone = unmask.explain(model, x[k : k + 1], "smoothgrad", target=1, samples=6, seed=3).relevance
+        scale = together[k].abs().max()
+        assert (alone[0] - together[k]).abs().max() <= 1e-4 * scale  # was a relative difference of 1.22
+
+
+def test_density_clusterers_report_the_groups_they_found():
+    from unmask.analyze.spray import spray
+
+    rng = np.random.default_rng(0)
+    heatmaps = np.concatenate([rng.normal(c, 0.05, (20, 4, 4)) for c in (0.0, 1.0, 2.0)]).astype(np.float32)
+    result = spray(heatmaps, clusterer="dbscan", embedding="none")
+    assert result.n_clusters == len(set(result.labels.tolist()) - {-1})
+
+
+def test_a_second_writer_is_refused_by_name_and_the_first_ones_files_survive(tmp_path):
+    from unmask.store._guard import acquire_writer_lock
+
+    data = [(torch.rand(3, 8, 8), 0) for _ in range(4)]
+    store = tmp_path / "s"
+    attribute(tiny(), data[:0] + data, store, method="gradient", shard_size=2, progress=False)  # a finished store
+    held = acquire_writer_lock(store, 0, 1)  # as if a first writer were running
+    try:
+        (store / "shards" / ".00000000-00000002.h5.abcd.tmp").write_bytes(b"in progress")
+        (store / "shards" / "00000000-00000002.h5").unlink()
+        with pytest.raises(StoreError, match=r"being written as worker 0 of 1 by pid \d+"):
+            attribute(tiny(), data, store, method="gradient", shard_size=2, progress=False)
+        assert (store / "shards" / ".00000000-00000002.h5.abcd.tmp").read_bytes() == b"in progress"
+    finally:
+        held.close()
+    assert len(attribute(tiny(), data, store, method="gradient", shard_size=2, progress=False)) == 4  # the lock is gone with its holder
+
+
+def test_merge_never_overwrites_what_it_did_not_make(tmp_path):
+    data = [(torch.rand(3, 8, 8), 0) for _ in range(4)]
+    attribute(tiny(), data, tmp_path / "s", method="gradient", shard_size=2, progress=False)
+    manifest = (tmp_path / "s" / "store.json").read_bytes()
+    for target in (tmp_path / "s" / "store.json", tmp_path / "s" / "shards" / "new.h5"):
+        with pytest.raises(StoreError, match="inside the store"):
+            merge(tmp_path / "s", target)
+    (tmp_path / "mine.h5").write_bytes(b"not a store")
+    with pytest.raises(StoreError, match="not a merged unmask store"):
+        merge(tmp_path / "s", tmp_path / "mine.h5")
+    assert (tmp_path / "mine.h5").read_bytes() == b"not a store"
+    assert (tmp_path / "s" / "store.json").read_bytes() == manifest
+    merge(tmp_path / "s", tmp_path / "all.h5")
+    assert len(merge(tmp_path / "s", tmp_path / "all.h5")) == 4  # its own earlier output may be replaced
+
+
+def test_an_unexpected_failure_is_one_line_and_a_saved_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("UNMASK_TRACEBACK_DIR", str(tmp_path))
+
+    def broken(args):
+        return {}["missing"]
+
+    assert run_command("explain", broken, None) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "explain failed: KeyError: 'missing'" in err
+    saved = Path(err.split("traceback saved to ")[1].split(";")[0])
+    assert saved.parent == tmp_path and "Traceback (most recent call last)" in saved.read_text()
+    disk_full = OSError(28, "No space left on device", "out/x.npy")
+    assert run_command("attribute", lambda args: (_ for _ in ()).throw(disk_full), None) == 1
+    assert "out/x.npy: no space left on device" in capsys.readouterr().err
+
+
+def test_nan_tiff_and_fifo_are_refused_when_loaded(tmp_path):
+    import os
+
+    from PIL import Image
+
+    from unmask.data import ImageLoadError, load_image
+
+    pixels = np.ones((40, 40), np.float32)
+    pixels[3, 4] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(ImageLoadError, match="1 NaN or infinite pixel"):
+        load_image(tmp_path / "nan.tif")
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ImageLoadError, match="not a regular file"):
+        load_image(tmp_path / "pipe.png")
