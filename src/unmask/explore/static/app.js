@@ -453,10 +453,12 @@
     return null;
   }
   function setSelection(sel) {
+    const started = performance.now();
     state.sel = sel;
     state.page = 0;
     applySelection();
     writeUrl();
+    explore.selectMs = performance.now() - started;
   }
   function computeSelection() {
     const sel = state.sel;
@@ -852,7 +854,8 @@
       const store = app.stores[0];
       status.textContent = `${store.count.toLocaleString("en")} samples · ${app.analyses.length} SpRAy result(s) · unmask ${app.meta.unmask_version}`;
       explore.ready = true;
-      explore.readyMs = performance.now() - started;
+      explore.readyMs = performance.now() - started; // from this script's start
+      explore.readyAt = performance.now(); // from the start of the navigation
     } catch (error) {
       status.textContent = `cannot load the data: ${error.message}`;
       explore.error = String(error);
@@ -863,11 +866,14 @@
   const explore = {
     ready: false,
     readyMs: null,
+    readyAt: null,
+    selectMs: null,
     state,
     selection: () => Array.from(app.selected),
     exportText,
     drawMs: () => Object.fromEntries(Object.entries(app.plots).map(([name, plot]) => [name, plot.lastDrawMs])),
     toScreen: (plot, x, y) => app.plots[plot].toScreen(x, y),
+    screen: (plot) => { const p = app.plots[plot]; return [Array.from(p.screenX || []), Array.from(p.screenY || [])]; },
     points: (plot) => {
       const analysis = app.plots[plot].analysis;
       return analysis ? { x: Array.from(analysis.x), y: Array.from(analysis.y), index: Array.from(analysis.index) } : null;
