@@ -233,6 +233,7 @@
         const n = a.x.length;
         const ratio = window.devicePixelRatio || 1;
         const radius = Math.max(1, Math.round((n < 2000 ? 3 : n < 20000 ? 2 : 1) * ratio * Math.min(2, Math.max(1, Math.sqrt(this.view[2] / this.fitScale())))));
+        const spans = Array.from({ length: 2 * radius + 1 }, (_, k) => Math.floor(Math.sqrt(Math.max(0, (radius + 0.5) ** 2 - (k - radius) ** 2))));
         const values = this.colourValues();
         const mask = app.selectedMask;
         const anySelected = app.selected.length > 0;
@@ -257,11 +258,14 @@
               colour = palette.get(v);
               if (colour === undefined) { colour = packed(rgbOf(v)); palette.set(v, colour); }
             }
-            const x0 = Math.round(px) - radius, y0 = Math.round(py) - radius;
-            if (x0 >= width || y0 >= height || x0 + 2 * radius < 0 || y0 + 2 * radius < 0) continue;
-            const xs = Math.max(0, x0), xe = Math.min(width - 1, x0 + 2 * radius);
-            const ys = Math.max(0, y0), ye = Math.min(height - 1, y0 + 2 * radius);
-            for (let y = ys; y <= ye; y++) pixels.fill(colour, y * width + xs, y * width + xe + 1);
+            const rx = Math.round(px), ry = Math.round(py);
+            if (rx - radius >= width || ry - radius >= height || rx + radius < 0 || ry + radius < 0) continue;
+            for (let dy = -radius; dy <= radius; dy++) { // a disc: one span of pixels per row
+              const y = ry + dy;
+              if (y < 0 || y >= height) continue;
+              const half = spans[dy + radius];
+              pixels.fill(colour, y * width + Math.max(0, rx - half), y * width + Math.min(width - 1, rx + half) + 1);
+            }
           }
         }
         this.screenX = screenX;
@@ -630,7 +634,9 @@
       g.beginPath(); g.moveTo((X(n - 1) + X(n)) / 2, upper); g.lineTo((X(n - 1) + X(n)) / 2, height - lower); g.stroke();
       g.setLineDash([]);
       g.fillStyle = "#d62728";
-      g.fillText(`eigengap → ${n} clusters`, Math.min(Math.max((X(n - 1) + X(n)) / 2, left + 60), width - 70), upper + 10);
+      g.textAlign = "left";
+      g.fillText(`eigengap → ${n} clusters`, Math.min((X(n - 1) + X(n)) / 2 + 6, width - 130), upper + 10);
+      g.textAlign = "center";
     }
     g.strokeStyle = "#2b5797"; g.lineWidth = 1.5; g.beginPath();
     values.forEach((v, i) => (i ? g.lineTo(X(i), Y(v)) : g.moveTo(X(i), Y(v))));
@@ -674,6 +680,12 @@
     const storeId = a ? a.store : 0;
     const other = comparedStore();
     const indices = app.selected.slice(state.page * state.pageSize, (state.page + 1) * state.pageSize);
+    const compareNote = $("#compare-note");
+    compareNote.hidden = other === null;
+    if (other !== null) {
+      const label = (k) => app.stores[k].method || app.stores[k].name;
+      compareNote.textContent = `left: ${label(storeId)} · right: ${label(other)} (the same samples, from two stores)`;
+    }
     const tiles = Array.from(indices, (index) => {
       const tile = el("div", { class: "tile", "data-index": index, tabindex: "0" });
       const pics = el("div", { class: other !== null ? "pics two" : "pics" });
@@ -686,10 +698,13 @@
       rowsOf(storeId, index).then((row) => {
         if (token !== gridToken || !row) return;
         const wrong = row.label >= 0 && row.label !== row.prediction;
+        const b = state.b !== null ? app.analyses[state.b] : null;
+        const clusterB = b && b.clusterOf && b.clusterOf.has(index) ? ` / ${b.clusterOf.get(index)}` : "";
+        const classes = `${row.label_name ?? row.label} → ${row.prediction_name ?? row.prediction}`;
         const lines = [
-          el("div", {}, `#${row.index}${a ? ` · cluster ${a.clusterOf.get(index)}` : ""}`),
-          el("div", { class: wrong ? "wrong" : "" }, `${row.label_name ?? row.label} → ${row.prediction_name ?? row.prediction}`),
-          el("div", {}, `share ${fmt(row.share, 2)} · p ${fmt(row.probability, 2)}`),
+          el("div", {}, `#${row.index}${a ? ` · cluster ${a.clusterOf.get(index)}${clusterB}` : ""}`),
+          el("div", { class: wrong ? "wrong" : "", title: classes }, classes),
+          el("div", { title: app.stores[storeId].share }, `share ${fmt(row.share, 2)} · p ${fmt(row.probability, 2)}`),
         ];
         caption.replaceChildren(...lines);
       });
