@@ -276,3 +276,56 @@ def test_hundred_thousand_points_become_interactive(browser, tmp_path, capsys):
               f"the test's navigation ({in_page:.0f} ms after the page's navigation start, waited {waited:.2f} s after load); "
               f"zoom redraw {zoom_ms:.1f} ms; cluster click: select, redraw and grid {select_ms:.0f} ms in the page, "
               f"{select_s:.2f} s as the test saw it")
+
+
+def test_hover_preview(browser, served):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    url, data = served
+    browser.get(url)
+    wait_ready(browser)
+    canvas = browser.find_element("css selector", "#plot-a canvas")
+    screen_x, screen_y = browser.execute_script("return window.unmaskExplore.screen('a')")
+    k = 7
+    ActionChains(browser, duration=5).move_to_element_with_offset(
+        canvas, int(round(screen_x[k] - canvas.size["width"] / 2)), int(round(screen_y[k] - canvas.size["height"] / 2))).perform()
+    tooltip = wait_for(lambda: (lambda t: t if t.is_displayed() else None)(browser.find_element("css selector", "#tooltip")))
+    index = data["indices"][k]
+    assert tooltip.find_element("css selector", "img").get_attribute("src").endswith(f"img/s0/{index}/overlay.png")
+    assert f"#{index}" in tooltip.text and f"cluster {data['labels'][k]}" in tooltip.text
+
+
+def test_two_methods_side_by_side_from_a_static_copy(browser, cleverhans, tmp_path):
+    """Gradient x input beside LRP on the same samples, from the files --static writes, served by a plain file server."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    store, result = cleverhans
+    other_store, other_result = cleverhans_run(tmp_path, method="gradient_x_input", embedding="spectral")
+    site = tmp_path / "site"
+    Explorer([store, other_store], [result, other_result]).write_static(site)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        browser.get(url + "#a=0&b=1&view=heatmap&sel=cluster.b:0")
+        wait_ready(browser)
+        assert browser.find_element("css selector", "#plot-b").is_displayed()
+        sizes = [int(b.find_element("css selector", ".size").text) for b in browser.find_elements("css selector", "#clusters-b button")]
+        other = json.loads((other_result / "spray.json").read_text())
+        assert sizes == [c["size"] for c in other["clusters"]]
+        members = sorted(np.asarray(other["indices"])[np.asarray(other["labels"]) == 0].tolist())
+        assert browser.execute_script("return window.unmaskExplore.selection()") == members
+        tiles = wait_for(lambda: browser.find_elements("css selector", "#grid .tile"))
+        assert len(tiles) == min(60, len(members))
+        pictures = tiles[0].find_elements("css selector", "img")
+        assert [p.get_attribute("data-store") for p in pictures] == ["0", "1"]
+        assert all(p.get_attribute("src").endswith(f"img/s{k}/{members[0]}/heatmap.png") for k, p in enumerate(pictures))
+        wait_for(lambda: browser.execute_script(
+            "return Array.from(document.querySelectorAll('#grid .tile img')).every(i => i.complete && i.naturalWidth > 0)"))
+        assert "gradient_x_input" in browser.find_element("css selector", "#compare-note").text
+    finally:
+        server.shutdown()
