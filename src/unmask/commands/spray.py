@@ -196,6 +196,7 @@ def _run(args: argparse.Namespace) -> int:
     data = {
         "unmask_version": __version__,
         "store": str(store.path),
+        "store_path": str(store.path.resolve()),  # found again from any working folder (unmask explore)
         "model": settings.get("model"),
         "method": settings.get("method"),
         "class": cls,
