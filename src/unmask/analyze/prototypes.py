@@ -24,7 +24,6 @@ Several targets are optimised at once, one image each, in one batch.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._utils.validation import finite
+from .._utils.progress import progress_bar
 from ..models import Capture, eval_mode, on_device, pixel_model, resolve_layer
 
 __all__ = [
@@ -370,14 +370,7 @@ def prototype(
     mean_t = torch.tensor(resolved.mean, device=dev).view(1, 3, 1, 1)
     std_t = torch.tensor(resolved.std, device=dev).view(1, 3, 1, 1)
     layers = Capture(module, layer_names, detach=False, once=True)
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=int(steps), desc=f"prototype ({len(targets)} target{'s' * (len(targets) > 1)})", unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
-        except ImportError:
-            bar = None
+    bar = progress_bar(progress, int(steps), f"prototype ({len(targets)} target{'s' * (len(targets) > 1)})", "step")
     try:
         with eval_mode(module), torch.enable_grad():
             for step in range(int(steps)):
@@ -402,12 +395,10 @@ def prototype(
                 optimizer.zero_grad(set_to_none=True)
                 if callback is not None:
                     callback(step, pixels.detach(), values.detach())
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(objective=f"{float(values.detach().mean()):.3g}")
+                bar.update(1)
+                bar.set_postfix(objective=f"{float(values.detach().mean()):.3g}")
     finally:
         layers.close()
-        if bar is not None:
-            bar.close()
+        bar.close()
     with torch.no_grad():
         return ((image() - mean_t) / std_t).detach()

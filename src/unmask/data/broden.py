@@ -28,12 +28,13 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .._utils.progress import progress_bar
 from .concepts import ConceptDataset, ConceptSample
 
 __all__ = ["BrodenDataset", "BrodenFormatError", "decode_mask", "encode_mask", "write_broden"]
@@ -322,15 +323,8 @@ def write_broden(
     coverage: Counter[int] = Counter()
     category_images: Counter[str] = Counter()
     index_rows = []
-    iterator: Any = indices
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(indices, desc="write Broden", unit="image")
-        except ImportError:
-            pass
-    for index in iterator:
+    bar = progress_bar(progress, len(indices), "write Broden", "image", leave=True)
+    for index in indices:
         sample = dataset[int(index)]
         stem = f"{int(index):06d}"
         pixels = np.clip(np.rint(sample.image.permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8)
@@ -368,6 +362,8 @@ def write_broden(
         ih, iw = pixels.shape[:2]
         sh, sw = sample.planes.shape[1:]
         index_rows.append([image_name, split, ih, iw, sh, sw] + [";".join(cells[c]) for c in categories])
+        bar.update(1)
+    bar.close()
 
     with open(folder / "index.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

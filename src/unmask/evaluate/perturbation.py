@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._utils.progress import progress_bar
 from ..targets import Target
 from ._common import (
     SCORES,
@@ -271,21 +272,6 @@ def _perturbation_name(perturbation: Perturbation) -> str:
 # the batched sweep
 
 
-def _progress_callback(progress: Any, total: int, description: str) -> tuple[Callable[[int], None], Callable[[], None]]:
-    if callable(progress):
-        return progress, lambda: None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # tqdm is optional: no bar without it
-            return (lambda n: None), (lambda: None)
-        import sys
-
-        bar = tqdm(total=total, desc=description, unit="pass", file=sys.stderr, dynamic_ncols=True)
-        return bar.update, bar.close
-    return (lambda n: None), (lambda: None)
-
-
 def sweep(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -310,7 +296,8 @@ def sweep(
     count = ranks.shape[0]
     total = count * batch * steps
     batch_size = default_batch_size(inputs.device) if batch_size is None else check_int("batch_size", batch_size)
-    update, close = _progress_callback(progress, batch + total, "perturbation")
+    bar = progress_bar(progress, batch + total, "perturbation", "pass")
+    update, close = bar.update, bar.close
     try:
         first = forward_scores(model, inputs, score, batch_size)
         index = resolve(first, target)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..._utils.progress import progress_bar
 from ...data.concepts import ConceptBatch, ConceptDataset, collate_concepts, load_concepts
 from ...models import Capture, eval_mode, on_device, pixel_model, resolve_layer
 from .perturbations import Perturbation
@@ -53,16 +53,6 @@ def random_rotation(units: int, generator: torch.Generator) -> torch.Tensor:
     gaussian = torch.randn(units, units, generator=generator, dtype=torch.float64)
     q, r = torch.linalg.qr(gaussian)
     return (q * torch.sign(torch.diagonal(r))[None, :]).float()
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
 def _check_options(quantile: float, iou_threshold: float, batch_size: int, top_images: int) -> None:
@@ -146,7 +136,7 @@ def _run(
     try:
         with eval_mode(module), torch.no_grad():
             # pass 1: thresholds and top images ------------------------------------------------------
-            bar = _bar(n_images, f"dissect {', '.join(layers)}: quantiles", progress)
+            bar = progress_bar(progress, n_images, f"dissect {', '.join(layers)}: quantiles", "img")
             first = True
             cached_layers: set[str] = set()
             for batch in batches():
@@ -182,10 +172,8 @@ def _run(
                     view.quantile.update(acts.transpose(0, 1).reshape(acts.shape[1], -1))
                     if top_images:
                         _update_top(view, acts, batch.indices.to(dev), top_images)
-                if bar is not None:
-                    bar.update(len(batch))
-            if bar is not None:
-                bar.close()
+                bar.update(len(batch))
+            bar.close()
             for view in views:
                 view.thresholds = view.quantile.threshold().to(dev)
                 units = view.thresholds.shape[0]
@@ -194,7 +182,7 @@ def _run(
             label_area = torch.zeros(n_labels, dtype=acc_dtype, device=dev)
 
             # pass 2: IoU ----------------------------------------------------------------------------
-            bar = _bar(n_images, f"dissect {', '.join(layers)}: IoU", progress)
+            bar = progress_bar(progress, n_images, f"dissect {', '.join(layers)}: IoU", "img")
             capture.stop_early = True
             source: Iterable[Any] = data_cache if data_cache is not None else batches()
             for position, batch in enumerate(source):
@@ -211,10 +199,8 @@ def _run(
                 label_area += _label_area(batch, n_labels, mask_size, onehot).to(acc_dtype)
                 for view in views:
                     _tally(view, view.project(outputs[view.layer].float()), batch, mask_size, n_labels, onehot)
-                if bar is not None:
-                    bar.update(len(batch))
-            if bar is not None:
-                bar.close()
+                bar.update(len(batch))
+            bar.close()
     finally:
         capture.close()
 
