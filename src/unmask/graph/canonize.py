@@ -62,8 +62,9 @@ class ExplainableGraph:
     """A traced, canonized copy of a model that runs forward keeping every intermediate value."""
 
     def __init__(self, model: nn.Module, leaf_types: tuple[type, ...] = (), leaf_names: tuple[str, ...] = (),
-                 fold_batchnorm: bool = True):
-        self.module = trace(model, leaf_types, leaf_names)
+                 fold_batchnorm: bool = True, example: torch.Tensor | None = None, copy_model: bool = True):
+        self.module = trace(model, leaf_types, leaf_names, copy_model, example)
+        self.shape = None if example is None else tuple(example.shape)  # None: valid for every input shape
         self.graph = self.module.graph
         self._remove_inplace()
         self.steps: dict[fx.Node, Step] = {}
@@ -111,15 +112,17 @@ class ExplainableGraph:
         return value
 
     def _value(self, arg: Any) -> Any:
-        """Resolve a constant argument (get_attr nodes become the tensors they name)."""
+        """Resolve a constant argument: a parameter, or a value computed from parameters only (weight
+        standardisation, a scaled gain) is evaluated once and folded in."""
         if isinstance(arg, fx.Node):
-            if arg.op != "get_attr":
+            if arg in self._dynamic:
                 raise ValueError(f"expected a constant, got node {arg.name}")
-            return _get_attr(self.module, arg.target)
+            with torch.no_grad():
+                return self._lookup(arg, {})
         return arg
 
     def _build_steps(self) -> None:
-        dynamic: set[fx.Node] = {self.input}
+        dynamic = self._dynamic = {self.input}
         for node in self.graph.nodes:
             if node.op in ("placeholder", "output"):
                 continue
@@ -163,9 +166,7 @@ class ExplainableGraph:
         }.get(target, _TCONV_ARGS)
         bound = dict(zip(names, node.args))
         bound.update(node.kwargs)
-        if node.all_input_nodes[0] is not bound["input"] or any(
-            isinstance(bound.get(k), fx.Node) and bound[k].op != "get_attr" for k in ("weight", "bias")
-        ):
+        if any(isinstance(bound.get(k), fx.Node) and bound[k] in self._dynamic for k in ("weight", "bias")):
             raise ValueError(f"{node.name}: weights that depend on the input are not supported")
         weight = self._value(bound["weight"]).detach()
         bias = _detach(self._value(bound.get("bias")))
@@ -205,7 +206,7 @@ class ExplainableGraph:
             scale, shift = self._batchnorm_affine(node, module)
             source = step.inputs[0]
             before = self.steps.get(source)
-            if before is not None and before.affine is not None and len(source.users) == 1 and not (
+            if before is not None and before.affine is not None and self._consumers(source) == 1 and not (
                 before.affine.transposed and before.affine.groups != 1
             ):
                 before.affine = before.affine.scaled(scale, shift)
@@ -217,10 +218,15 @@ class ExplainableGraph:
                     s.affine = _fold_forward(s.affine, scale, shift)
                 self._bypass(node, source)
 
+    def _consumers(self, node: fx.Node) -> int:
+        """Steps that use ``node``'s value (shape queries such as ``x.ndim`` do not count)."""
+        return sum(user in self.steps for user in node.users)
+
     def _bypass(self, node: fx.Node, source: fx.Node) -> None:
         for user in node.users:
-            step = self.steps[user]
-            step.inputs = [source if n is node else n for n in step.inputs]
+            step = self.steps.get(user)
+            if step is not None:
+                step.inputs = [source if n is node else n for n in step.inputs]
         node.replace_all_uses_with(source)
         if self.output is node:
             self.output = source
