@@ -21,11 +21,12 @@ _CACHED_SHAPES = 4  # shape-specialised graphs kept (a dataset's full and last b
 
 
 class RuleTable(list):
-    """Which rule each graph step got: a list of ``(node, module path, kind, rule)`` rows, printable."""
+    """Which rule each graph step got: a list of ``(node, module path, kind, rule, merged)`` rows, printable;
+    ``merged`` names the BatchNorms (and constant per-channel scalings) folded into that layer."""
 
     def __str__(self) -> str:
-        rows = [("node", "module", "kind", "rule")] + [tuple(map(str, row)) for row in self]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows = [("node", "module", "kind", "rule", "merged")] + [tuple(map(str, row)) for row in self]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
@@ -106,7 +107,8 @@ class LRP:
                              f"({self._symbolic_error}); pass an example batch: rules(inputs)")
         graph = engine.graph
         return RuleTable(
-            (s.name, s.path or "-", s.kind + (" (first)" if s.first else ""), engine.rules[s.node])
+            (s.name, s.path or "-", s.kind + (" (first)" if s.first else ""), engine.rules[s.node],
+             ", ".join(s.merged) or "-")
             for s in graph.ordered() if engine.rules[s.node] is not None or s.kind == "other"
         )
 
