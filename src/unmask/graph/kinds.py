@@ -48,7 +48,7 @@ for _kind, _functions in {
     "scale": [operator.neg, torch.neg],
     "structure": [
         torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.squeeze, torch.unsqueeze, torch.cat,
-        torch.concat, torch.stack, torch.chunk, torch.split, operator.getitem, F.pad, F.dropout, F.dropout2d,
+        torch.concat, torch.stack, torch.chunk, torch.split, torch.unbind, torch.tensor_split, operator.getitem, F.pad, F.dropout, F.dropout2d,
         F.pixel_shuffle, torch.clone, torch.narrow, torch.movedim,
     ],
 }.items():
@@ -57,7 +57,7 @@ for _kind, _functions in {
 
 _METHODS = {
     "structure": {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze",
-                  "chunk", "split", "clone", "narrow", "movedim", "expand", "repeat", "unflatten", "float",
+                  "chunk", "split", "split_with_sizes", "unbind", "tensor_split", "clone", "narrow", "movedim", "expand", "repeat", "unflatten", "float",
                   "double", "half", "to", "type_as", "view_as", "reshape_as"},
     "avgpool": {"mean", "sum"},
     "activation": {"relu", "relu_", "clamp", "clamp_", "clip", "sigmoid", "tanh", "hardtanh"},
