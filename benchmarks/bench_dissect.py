@@ -31,7 +31,7 @@ from unmask.analyze import dissect, prototype
 from unmask.analyze.dissect import activation_maps
 from unmask.models import pixel_model
 from unmask.data.concepts import GeneratedConcepts, collate_concepts
-from unmask.zoo import small
+from unmask.zoo import concept_net as small
 
 
 def sync(device: torch.device) -> None:

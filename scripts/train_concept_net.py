@@ -1,4 +1,4 @@
-"""Train ConceptNet (unmask.zoo.small) on unmask's generated concept images and write its weights.
+"""Train ConceptNet (unmask.zoo.concept_net) on unmask's generated concept images and write its weights.
 
     python scripts/train_concept_net.py [--train 10000] [--epochs 6] [--threads 2]
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from unmask.data.concepts import GeneratedConcepts
-from unmask.zoo.small import CLASSES, MEAN, SIZE, STD, ConceptNet
+from unmask.zoo.concept_net import CLASSES, MEAN, SIZE, STD, ConceptNet
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "unmask" / "zoo" / "weights"
 #: A concept is "in" an image when it covers at least this fraction of the pixels.

@@ -194,7 +194,7 @@ def test_several_layers_in_one_pass_equal_separate_runs():
 
 
 def test_zoo_model_preprocessing_is_used_and_the_model_is_left_as_it_was():
-    from unmask.zoo import small
+    from unmask.zoo import concept_net as small
 
     net = small.load()
     net.model.train()

@@ -12,7 +12,7 @@ from torch import nn
 
 from unmask.analyze import prototype
 from unmask.analyze.prototypes import Channel, Direction, Logit, Unit, evaluate, parse_target, to_pixels
-from unmask.zoo import small
+from unmask.zoo import concept_net as small
 
 IDENTITY = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 

@@ -81,3 +81,15 @@ def test_zoo_load_gives_independent_copies_and_prints_nothing(capsys):
     with torch.no_grad():
         first.model._fc.bias.add_(1.0)
     assert not torch.equal(first.model._fc.bias, second.model._fc.bias)
+
+
+def test_the_old_module_name_of_the_concept_net_still_imports_with_a_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("unmask.zoo.small", None)
+    with pytest.warns(DeprecationWarning, match="concept_net"):
+        old = importlib.import_module("unmask.zoo.small")
+    from unmask.zoo import concept_net
+
+    assert old.ConceptNet is concept_net.ConceptNet
