@@ -29,7 +29,7 @@ IDENTITY = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 # --------------------------------------------------------------------------------------------------
 # hand-built concept data and models with known answers
 
-COLOURS = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
+COLORS = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
 
 
 class Squares(ConceptDataset):
@@ -52,7 +52,7 @@ class Squares(ConceptDataset):
         rng = np.random.default_rng([self.seed, index])
         image = np.zeros((3, self.size, self.size), dtype=np.float32)
         colour = np.zeros((self.size, self.size), dtype=np.int64)
-        for number, rgb in enumerate(COLOURS.values(), start=1):
+        for number, rgb in enumerate(COLORS.values(), start=1):
             side = int(rng.integers(2, 6))
             y, x = rng.integers(0, self.size - side, 2)
             image[:, y : y + side, x : x + side] = np.array(rgb, dtype=np.float32)[:, None, None] * rng.uniform(0.6, 1.0)

@@ -59,7 +59,7 @@ def test_randomisation_lowers_similarity_for_gradients():
     model = cnn()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
-    result = ev.model_randomisation(model, x, "gradient", absolute=True)
+    result = ev.model_randomization(model, x, "gradient", absolute=True)
     assert result.layers == ["9", "7", "3", "1", "0"]  # from the output down
     assert result.spearman.shape == (5, 3) and result.ssim.shape == (5, 3)
     # fully randomised: the heatmap no longer resembles the original
@@ -68,7 +68,7 @@ def test_randomisation_lowers_similarity_for_gradients():
     # the user's model is untouched: same parameters, buffers, mode and no hooks left behind
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training and all(not m._forward_hooks for m in model.modules())
-    again = ev.model_randomisation(model, x, "gradient", absolute=True)
+    again = ev.model_randomization(model, x, "gradient", absolute=True)
     assert torch.equal(result.spearman, again.spearman)  # same seed, same result
     data = result.to_dict()
     assert data["layers"] == result.layers and len(data["spearman"]) == 5
@@ -78,7 +78,7 @@ def test_a_model_independent_explanation_fails_the_check():
     model = cnn()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     edges = lambda model, inputs, target: inputs.abs()  # noqa: E731  (an "edge detector": ignores the model)
-    result = ev.model_randomisation(model, x, edges, layers=3)
+    result = ev.model_randomization(model, x, edges, layers=3)
     assert result.spearman.allclose(torch.ones(3, 2, dtype=torch.float64))
     assert result.ssim.allclose(torch.ones(3, 2, dtype=torch.float64))
     assert result.value == pytest.approx(1.0)
@@ -87,22 +87,22 @@ def test_a_model_independent_explanation_fails_the_check():
 def test_cascading_and_independent_share_the_top_layer():
     model = cnn()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
-    cascading = ev.model_randomisation(model, x, "gradient", layers=["9", "7"])
-    independent = ev.model_randomisation(model, x, "gradient", layers=["9", "7"], mode="independent")
+    cascading = ev.model_randomization(model, x, "gradient", layers=["9", "7"])
+    independent = ev.model_randomization(model, x, "gradient", layers=["9", "7"], mode="independent")
     assert torch.allclose(cascading.spearman[0], independent.spearman[0])
     assert not torch.allclose(cascading.spearman[1], independent.spearman[1])
     with pytest.raises(ValueError, match="unknown layer 'fc'"):
-        ev.model_randomisation(model, x, "gradient", layers=["fc"])
+        ev.model_randomization(model, x, "gradient", layers=["fc"])
     with pytest.raises(ValueError, match="unknown mode"):
-        ev.model_randomisation(model, x, "gradient", mode="sometimes")
+        ev.model_randomization(model, x, "gradient", mode="sometimes")
 
 
 def test_randomise_layer_is_seeded_and_changes_the_weights():
     layer = nn.Linear(5, 4)
     original = layer.weight.detach().clone()
-    sanity.randomise_layer(layer, 3)
+    sanity.randomize_layer(layer, 3)
     first = layer.weight.detach().clone()
-    sanity.randomise_layer(layer, 3)
+    sanity.randomize_layer(layer, 3)
     assert torch.equal(first, layer.weight) and not torch.equal(first, original)
 
 

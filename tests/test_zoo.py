@@ -93,3 +93,15 @@ def test_the_old_module_name_of_the_concept_net_still_imports_with_a_warning():
     from unmask.zoo import concept_net
 
     assert old.ConceptNet is concept_net.ConceptNet
+
+
+def test_british_spellings_of_public_names_still_work_with_a_warning():
+    from unmask import evaluate
+    from unmask.data import concepts
+
+    with pytest.warns(DeprecationWarning, match="model_randomization"):
+        assert evaluate.model_randomisation is evaluate.model_randomization
+    with pytest.warns(DeprecationWarning, match="COLORS"):
+        assert concepts.COLOURS is concepts.COLORS
+    with pytest.raises(AttributeError):
+        evaluate.no_such_metric

@@ -268,7 +268,7 @@ def _run(args: argparse.Namespace) -> int:
                 entry.pop("metric")
                 results[name]["continuity"] = entry
             if "randomisation" in metrics:
-                entry = evaluate.model_randomisation(net.model, inputs, name, targets, params=method_params[name],
+                entry = evaluate.model_randomization(net.model, inputs, name, targets, params=method_params[name],
                                                      layers=args.randomisation_layers, seed=args.seed,
                                                      batch_size=EXPLAIN_BATCH).to_dict()
                 entry.pop("metric")

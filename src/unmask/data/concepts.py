@@ -33,8 +33,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .._utils.deprecation import renamed
+
 __all__ = [
-    "COLOURS",
+    "COLORS",
     "SHAPES",
     "TEXTURES",
     "ConceptBatch",
@@ -47,7 +49,7 @@ __all__ = [
 
 #: The eleven colour names of Broden's ``color`` category with the sRGB value unmask paints for each
 #: (every use is jittered a little, so a colour is a small cluster, not one value).
-COLOURS: dict[str, tuple[int, int, int]] = {
+COLORS: dict[str, tuple[int, int, int]] = {
     "black": (22, 22, 24),
     "blue": (35, 75, 205),
     "brown": (125, 75, 35),
@@ -235,13 +237,13 @@ class GeneratedConcepts(ConceptDataset):
         self.textured = float(textured)
         self.image_size = (self.size, self.size)
         self.mask_size = (int(mask_size), int(mask_size))
-        self.labels = ["-", *COLOURS, *TEXTURES, *SHAPES]
-        self.label_category = [None] + ["color"] * len(COLOURS) + ["texture"] * len(TEXTURES) + ["shape"] * len(SHAPES)
+        self.labels = ["-", *COLORS, *TEXTURES, *SHAPES]
+        self.label_category = [None] + ["color"] * len(COLORS) + ["texture"] * len(TEXTURES) + ["shape"] * len(SHAPES)
         self.classes = [f"{surface} {shape}" for surface in SURFACES for shape in SHAPES]
         self.description = f"generated concepts (n={self.n}, size={self.size}, seed={self.seed})"
-        self._colour_index = {name: 1 + i for i, name in enumerate(COLOURS)}
-        self._texture_index = {name: 1 + len(COLOURS) + i for i, name in enumerate(TEXTURES)}
-        self._shape_index = {name: 1 + len(COLOURS) + len(TEXTURES) + i for i, name in enumerate(SHAPES)}
+        self._colour_index = {name: 1 + i for i, name in enumerate(COLORS)}
+        self._texture_index = {name: 1 + len(COLORS) + i for i, name in enumerate(TEXTURES)}
+        self._shape_index = {name: 1 + len(COLORS) + len(TEXTURES) + i for i, name in enumerate(SHAPES)}
 
     def __len__(self) -> int:
         return self.n
@@ -303,7 +305,7 @@ class GeneratedConcepts(ConceptDataset):
         self, rng: np.random.Generator, mask: np.ndarray, rgb: np.ndarray, planes: np.ndarray, xx: np.ndarray, yy: np.ndarray
     ) -> str:
         """Paint ``mask`` in a solid colour or a texture of two colours and label it; the surface name."""
-        names = list(COLOURS)
+        names = list(COLORS)
         first = names[int(rng.integers(len(names)))]
         if rng.random() >= self.textured:
             rgb[mask] = _jitter(rng, first)
@@ -345,12 +347,12 @@ def _soften(rgb: np.ndarray) -> np.ndarray:
 
 def _distinct(a: str, b: str) -> bool:
     """Two colours far enough apart that a texture made of them is visible."""
-    ca, cb = np.array(COLOURS[a], dtype=np.float32), np.array(COLOURS[b], dtype=np.float32)
+    ca, cb = np.array(COLORS[a], dtype=np.float32), np.array(COLORS[b], dtype=np.float32)
     return float(np.abs(ca - cb).sum()) > 150
 
 
 def _jitter(rng: np.random.Generator, colour: str) -> np.ndarray:
-    base = np.array(COLOURS[colour], dtype=np.float32)
+    base = np.array(COLORS[colour], dtype=np.float32)
     return np.clip(base + rng.normal(0.0, 10.0, 3), 0, 255).astype(np.float32)
 
 
@@ -469,3 +471,5 @@ def load_concepts(concepts: Any, **options: Any) -> ConceptDataset:
     raise TypeError(
         f"concepts must be a ConceptDataset, a Broden-format folder or 'generated', got {type(concepts).__name__}"
     )
+
+__getattr__ = renamed(__name__, {"COLOURS": "COLORS"}, globals())

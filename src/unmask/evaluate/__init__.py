@@ -16,6 +16,7 @@ Results are small dataclasses with ``.value`` (the headline number), ``.higher_i
 >>> evaluate.select(model, images, "lrp.epsilon_gamma_box", "gamma", [0.0, 0.25, 1.0],
 ...                 params={"low": net.low, "high": net.high}).best_value
 """
+from .._utils.deprecation import renamed
 from .axioms import (
     ConservationResult,
     ContinuityResult,
@@ -30,7 +31,7 @@ from .axioms import (
     translate,
 )
 from .localisation import (
-    LocalisationResult,
+    LocalizationResult,
     box_mask,
     context_use,
     pointing_game,
@@ -50,8 +51,8 @@ from .perturbation import (
 )
 from .sanity import (
     BaselineResult,
-    RandomisationResult,
-    model_randomisation,
+    RandomizationResult,
+    model_randomization,
     random_baseline,
     random_heatmap,
     spearman,
@@ -64,12 +65,12 @@ __all__ = [
     "ConservationResult",
     "ContinuityResult",
     "InvarianceResult",
-    "LocalisationResult",
+    "LocalizationResult",
     "METRICS",
     "ORDERS",
     "PERTURBATIONS",
     "PerturbationResult",
-    "RandomisationResult",
+    "RandomizationResult",
     "SelectionResult",
     "SelectivityResult",
     "absorb_input_shift",
@@ -80,7 +81,7 @@ __all__ = [
     "continuity",
     "implementation_invariance",
     "input_invariance",
-    "model_randomisation",
+    "model_randomization",
     "perturbation_curves",
     "pixel_flipping",
     "pointing_game",
@@ -97,3 +98,13 @@ __all__ = [
     "ssim",
     "translate",
 ]
+
+__getattr__ = renamed(
+    __name__,
+    {
+        "model_randomisation": "model_randomization",
+        "RandomisationResult": "RandomizationResult",
+        "LocalisationResult": "LocalizationResult",
+    },
+    globals(),
+)

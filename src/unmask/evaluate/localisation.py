@@ -17,7 +17,7 @@ from ._common import Relevance, check_float, finite_mean, heatmap, to_list
 
 
 @dataclass
-class LocalisationResult:
+class LocalizationResult:
     """One localisation score per image (NaN where the mask is empty or the score undefined)."""
 
     metric: str
@@ -71,7 +71,7 @@ def _maps(relevance: Relevance) -> torch.Tensor:
     return heatmap(relevance).double()
 
 
-def relevance_mass(relevance: Relevance, mask: Any, positive: bool = True) -> LocalisationResult:
+def relevance_mass(relevance: Relevance, mask: Any, positive: bool = True) -> LocalizationResult:
     """Relevance mass accuracy of Arras, Osman & Samek (2022), "CLEVR-XAI: a benchmark dataset for the
     ground truth evaluation of neural network explanations", Information Fusion 81:
 
@@ -88,10 +88,10 @@ def relevance_mass(relevance: Relevance, mask: Any, positive: bool = True) -> Lo
     total = values.flatten(1).sum(1)
     score = within / torch.where(total != 0, total, torch.ones_like(total))
     score = torch.where((total != 0) & mask.flatten(1).any(1), score, torch.full_like(score, math.nan))
-    return LocalisationResult("relevance_mass", score.cpu())
+    return LocalizationResult("relevance_mass", score.cpu())
 
 
-def relevance_rank(relevance: Relevance, mask: Any) -> LocalisationResult:
+def relevance_rank(relevance: Relevance, mask: Any) -> LocalizationResult:
     """Relevance rank accuracy of Arras, Osman & Samek (2022): with ``K = |GT|`` the mask's size and
     ``P_top-K`` the ``K`` pixels of highest relevance,
 
@@ -110,10 +110,10 @@ def relevance_rank(relevance: Relevance, mask: Any) -> LocalisationResult:
     hits = (ranked & top).sum(1).double()
     score = hits / sizes.clamp(min=1).double()
     score = torch.where(sizes > 0, score, torch.full_like(score, math.nan))
-    return LocalisationResult("relevance_rank", score.cpu())
+    return LocalizationResult("relevance_rank", score.cpu())
 
 
-def pointing_game(relevance: Relevance, mask: Any, tolerance: float = 15.0) -> LocalisationResult:
+def pointing_game(relevance: Relevance, mask: Any, tolerance: float = 15.0) -> LocalizationResult:
     """Pointing game of Zhang et al. (2018), "Top-down neural attention by excitation backprop", IJCV 126:
     a hit when the point of maximal relevance lies on the object, with a tolerance of ``tolerance`` pixels
     (15 in the paper): a hit if some maximal point is within that Euclidean distance of the mask. Hits are 1,
@@ -136,10 +136,10 @@ def pointing_game(relevance: Relevance, mask: Any, tolerance: float = 15.0) -> L
     maxima = flat == flat.amax(1, keepdim=True)
     hit = (maxima & target.flatten(1)).any(1).double()
     hit = torch.where(mask.flatten(1).any(1), hit, torch.full_like(hit, math.nan))
-    return LocalisationResult("pointing_game", hit.cpu())
+    return LocalizationResult("pointing_game", hit.cpu())
 
 
-def context_use(relevance: Relevance, mask: Any, positive: bool = False) -> LocalisationResult:
+def context_use(relevance: Relevance, mask: Any, positive: bool = False) -> LocalizationResult:
     """Importance of context of Lapuschkin et al. (2016), "Analyzing classifiers: Fisher vectors and deep
     neural networks", CVPR 2016 ("measure context use"): relevance per pixel outside the object's
     box over relevance per pixel inside,
@@ -160,4 +160,4 @@ def context_use(relevance: Relevance, mask: Any, positive: bool = False) -> Loca
     ok = (n_in > 0) & (n_out > 0) & (mean_in != 0)
     ratio = mean_out / torch.where(ok, mean_in, torch.ones_like(mean_in))
     ratio = torch.where(ok, ratio, torch.full_like(ratio, math.nan))
-    return LocalisationResult("context_use", ratio.cpu(), higher_is_better=False)
+    return LocalizationResult("context_use", ratio.cpu(), higher_is_better=False)

@@ -118,7 +118,7 @@ def parameter_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
     return order
 
 
-def randomise_layer(module: nn.Module, seed: int) -> None:
+def randomize_layer(module: nn.Module, seed: int) -> None:
     """Re-initialise ``module``'s own parameters in place, reproducibly (drawn on the CPU with ``seed``).
 
     A module with ``reset_parameters`` (convolutions, linear layers, norms) is reset as if freshly built
@@ -148,7 +148,7 @@ def randomise_layer(module: nn.Module, seed: int) -> None:
 
 
 @dataclass
-class RandomisationResult:
+class RandomizationResult:
     """Similarity of the explanation of the randomised model to the original one, layer by layer.
 
     Attributes:
@@ -176,7 +176,7 @@ class RandomisationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "metric": "model_randomisation",
+            "metric": "model_randomization",
             "method": self.method,
             "mode": self.mode,
             "absolute": self.absolute,
@@ -189,7 +189,7 @@ class RandomisationResult:
         }
 
 
-def model_randomisation(
+def model_randomization(
     model: nn.Module,
     inputs: torch.Tensor,
     method: Method,
@@ -202,7 +202,7 @@ def model_randomisation(
     seed: int = 0,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
-) -> RandomisationResult:
+) -> RandomizationResult:
     """Model parameter randomisation test of Adebayo et al. (2018), "Sanity checks for saliency maps",
     NeurIPS: re-initialise the layers from the top (output) down, one more each time (``"cascading"``), or
     one at a time (``"independent"``), explain again and compare with the original heatmap by Spearman rank
@@ -246,13 +246,13 @@ def model_randomisation(
     for position, name in enumerate(chosen):
         if mode == "independent":
             working = copy.deepcopy(model).eval()
-        randomise_layer(working.get_submodule(name), seed + position)
+        randomize_layer(working.get_submodule(name), seed + position)
         randomised = explain(working)
         spearmans.append(spearman(original, randomised).cpu())
         ssims.append(ssim(_unit_range(original), _unit_range(randomised)).cpu())
         if progress is not None:
             progress(1)
-    return RandomisationResult(chosen, torch.stack(spearmans), torch.stack(ssims), mode, absolute, method_name(method))
+    return RandomizationResult(chosen, torch.stack(spearmans), torch.stack(ssims), mode, absolute, method_name(method))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,13 +323,13 @@ def random_baseline(
 
 __all__ = [
     "BaselineResult",
-    "RandomisationResult",
-    "model_randomisation",
+    "RandomizationResult",
+    "model_randomization",
     "parameter_layers",
     "pearson",
     "random_baseline",
     "random_heatmap",
-    "randomise_layer",
+    "randomize_layer",
     "rank",
     "spearman",
     "ssim",

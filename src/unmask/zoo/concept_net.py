@@ -39,9 +39,9 @@ STRIDES = (1, 2, 1, 2, 1, 2)
 
 
 def _classes() -> list[str]:
-    from ..data.concepts import COLOURS, SHAPES, TEXTURES
+    from ..data.concepts import COLORS, SHAPES, TEXTURES
 
-    return [*COLOURS, *TEXTURES, *SHAPES]
+    return [*COLORS, *TEXTURES, *SHAPES]
 
 
 CLASSES = _classes()
