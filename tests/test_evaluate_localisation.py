@@ -54,23 +54,23 @@ def test_pointing_game_tolerance():
     assert ev.pointing_game(relevance, mask, tolerance=6.5).per_image.item() == 1.0
 
 
-def test_context_use_by_hand():
+def test_context_density_by_hand():
     relevance = torch.zeros(1, 4, 4)
     relevance[0, 1:3, 1:3] = 2.0  # 4 pixels inside, 2 per pixel
     relevance[0, 0, :] = 1.5  # 4 of the 12 outside pixels, 6 in total -> 0.5 per pixel
     relevance[0, 3, 0] = -1.0
     box = ev.box_mask([1, 1, 3, 3], (4, 4))
-    assert ev.context_use(relevance, box).per_image.item() == pytest.approx((5.0 / 12) / 2.0)
-    assert ev.context_use(relevance, box, positive=True).per_image.item() == pytest.approx((6.0 / 12) / 2.0)
-    result = ev.context_use(relevance, box)
-    assert not result.higher_is_better and result.to_dict()["metric"] == "context_use"
+    assert ev.context_density(relevance, box).per_image.item() == pytest.approx((5.0 / 12) / 2.0)
+    assert ev.context_density(relevance, box, positive=True).per_image.item() == pytest.approx((6.0 / 12) / 2.0)
+    result = ev.context_density(relevance, box)
+    assert not result.higher_is_better and result.to_dict()["metric"] == "context_density"
 
 
 def test_explanations_are_accepted():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2)).eval()
     explanation = unmask.explain(model, torch.rand(2, 3, 4, 4), "gradient_x_input")
     mask = ev.box_mask([0, 0, 2, 2], (4, 4))
-    for metric in (ev.relevance_mass, ev.relevance_rank, ev.pointing_game, ev.context_use):
+    for metric in (ev.relevance_mass, ev.relevance_rank, ev.pointing_game, ev.context_density):
         assert metric(explanation, mask).per_image.shape == (2,)
 
 

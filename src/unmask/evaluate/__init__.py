@@ -33,7 +33,7 @@ from .axioms import (
 from .localisation import (
     LocalizationResult,
     box_mask,
-    context_use,
+    context_density,
     pointing_game,
     relevance_mass,
     relevance_rank,
@@ -77,7 +77,7 @@ __all__ = [
     "aopc",
     "box_mask",
     "conservation",
-    "context_use",
+    "context_density",
     "continuity",
     "implementation_invariance",
     "input_invariance",
@@ -105,6 +105,7 @@ __getattr__ = renamed(
         "model_randomisation": "model_randomization",
         "RandomisationResult": "RandomizationResult",
         "LocalisationResult": "LocalizationResult",
+        "context_use": "context_density",
     },
     globals(),
 )

@@ -139,16 +139,18 @@ def pointing_game(relevance: Relevance, mask: Any, tolerance: float = 15.0) -> L
     return LocalizationResult("pointing_game", hit.cpu())
 
 
-def context_use(relevance: Relevance, mask: Any, positive: bool = False) -> LocalizationResult:
-    """Importance of context of Lapuschkin et al. (2016), "Analyzing classifiers: Fisher vectors and deep
+def context_density(relevance: Relevance, mask: Any, positive: bool = False) -> LocalizationResult:
+    """Per-pixel importance of context, after Lapuschkin et al. (2016), "Analyzing classifiers: Fisher vectors and deep
     neural networks", CVPR 2016 ("measure context use"): relevance per pixel outside the object's
     box over relevance per pixel inside,
 
-        context use = ( 1/|P_out| sum_{q outside} R_q ) / ( 1/|P_in| sum_{p inside} R_p ).
+        context density = ( 1/|P_out| sum_{q outside} R_q ) / ( 1/|P_in| sum_{p inside} R_p ).
 
     Above 1: the classifier draws more evidence per pixel from the context than from the object.
     ``positive=True`` counts only positive relevance (advisable for signed maps, where the sums can cancel).
     NaN where a side is empty or the inside holds no relevance. Lower is "more on the object".
+    (:func:`unmask.analyze.context_use` gives the summed ratio ``outside / inside`` per sample and class,
+    and this density as its ``density_ratio``.)
     """
     maps = _maps(relevance)
     mask = _mask(mask, maps)
@@ -160,4 +162,4 @@ def context_use(relevance: Relevance, mask: Any, positive: bool = False) -> Loca
     ok = (n_in > 0) & (n_out > 0) & (mean_in != 0)
     ratio = mean_out / torch.where(ok, mean_in, torch.ones_like(mean_in))
     ratio = torch.where(ok, ratio, torch.full_like(ratio, math.nan))
-    return LocalizationResult("context_use", ratio.cpu(), higher_is_better=False)
+    return LocalizationResult("context_density", ratio.cpu(), higher_is_better=False)
