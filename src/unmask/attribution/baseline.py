@@ -11,6 +11,19 @@ from ._base import Attribution, check_int, registered
 DISTRIBUTIONS = ("uniform", "gaussian")
 
 
+def random_relevance(
+    shape: tuple[int, ...], seed: int, device: torch.device | str, dtype: torch.dtype, distribution: str = "uniform"
+) -> torch.Tensor:
+    """Values of ``shape`` drawn ``U[0, 1)`` (or ``N(0, 1)``) from a generator on ``device`` seeded with
+    ``seed``: the same seed, shape and device give the same values."""
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
+    generator = torch.Generator(device=device)
+    generator.manual_seed(check_int("seed", seed, minimum=0))
+    draw = torch.rand if distribution == "uniform" else torch.randn
+    return draw(shape, generator=generator, dtype=dtype, device=device)
+
+
 @registered("random")
 class RandomAttribution(Attribution):
     """Relevance drawn at random, independent of the model: ``R_i ~ U[0, 1)`` or ``N(0, 1)``.
@@ -38,8 +51,5 @@ class RandomAttribution(Attribution):
         with torch.no_grad():
             output = self.model(inputs)
         _, index = selection(output, target)
-        generator = torch.Generator(device=inputs.device)
-        generator.manual_seed(self.seed)
-        draw = torch.rand if self.distribution == "uniform" else torch.randn
-        relevance = draw(inputs.shape, generator=generator, dtype=inputs.dtype, device=inputs.device)
+        relevance = random_relevance(inputs.shape, self.seed, inputs.device, inputs.dtype, self.distribution)
         return relevance, output, index

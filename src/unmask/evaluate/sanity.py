@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attribution.baseline import random_relevance
 from ..targets import Target
 from ._common import (
     Method,
@@ -262,10 +263,7 @@ def model_randomization(
 def random_heatmap(inputs: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """A heatmap ``(B, H, W)`` of independent ``U[0, 1)`` values, from a generator seeded with ``seed`` on the
     inputs' device: it orders pixels and regions uniformly at random."""
-    generator = torch.Generator(device=inputs.device)
-    generator.manual_seed(check_int("seed", seed, minimum=0))
-    return torch.rand((inputs.shape[0], *inputs.shape[-2:]), generator=generator, device=inputs.device,
-                      dtype=inputs.dtype)
+    return random_relevance((inputs.shape[0], *inputs.shape[-2:]), seed, inputs.device, inputs.dtype)
 
 
 @dataclass
