@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from unmask.store import StoreError, attribute, merge
 
 _SPEC = importlib.util.spec_from_file_location("hostile", Path(__file__).resolve().parents[1] / "scripts" / "hostile.py")
 hostile = importlib.util.module_from_spec(_SPEC)
+sys.modules["hostile"] = hostile  # dataclasses look their module up
 _SPEC.loader.exec_module(hostile)
 
 #: One attempt per class of the issue (the whole catalogue: scripts/hostile.py).
@@ -108,7 +110,7 @@ def test_density_clusterers_report_the_groups_they_found():
 
     rng = np.random.default_rng(0)
     heatmaps = np.concatenate([rng.normal(c, 0.05, (20, 4, 4)) for c in (0.0, 1.0, 2.0)]).astype(np.float32)
-    result = spray(heatmaps, clusterer="dbscan", embedding="none")
+    result = spray(heatmaps, clusterer="dbscan", embedding=None)
     assert result.n_clusters == len(set(result.labels.tolist()) - {-1})
 
 
