@@ -119,6 +119,9 @@ def build_workspace(root: Path) -> Path:
             _picture(root / "pets" / ("kitten" if label == "cat" else "puppy") / f"{k}.png", 30 + k)
     good = (root / "good" / "0.png").read_bytes()
     (root / "damaged.png").write_bytes(good[: len(good) // 2])
+    for k in range(3):
+        _picture(root / "mixed" / f"{k}.png", 40 + k)
+    (root / "mixed" / "damaged.png").write_bytes(good[: len(good) // 2])
     os.mkfifo(root / "fifo.png")
     nan = np.random.default_rng(0).random((40, 40), dtype=np.float32)
     nan[5, 5] = np.nan
@@ -236,7 +239,8 @@ CATALOGUE = [
             (2,), "cannot create --out", timeout=60),
     Attempt("attribute bad parameter, then the corrected command", "lost", STORE, (0,), "", store_complete("store", 6),
             before=[[*STORE, "--param", "epsilon=-1", "--method", "lrp.epsilon"]]),
-    Attempt("attribute a damaged image", "lost", ["attribute", "damaged.png", "--out", "s-damaged", *TINY], (2,), "damaged.png"),
+    Attempt("attribute a damaged image among good ones", "lost", ["attribute", "mixed", "--out", "s-mixed", *TINY, "--method", "gradient_x_input", "--shard-size", "2"],
+            (2,), "damaged.png", store_complete("s-mixed", 4)),
     # data destroyed
     Attempt("merge onto store.json", "destroyed", ["attribute", "--merge", "store", "--out", "store/store.json"], (2,), "inside the store",
             unchanged("store/store.json")),

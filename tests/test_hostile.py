@@ -16,6 +16,7 @@ from torch import nn
 import unmask
 from unmask.commands._run import run_command
 from unmask.store import StoreError, attribute, merge
+from tolerance import assert_close_across_batches
 
 _SPEC = importlib.util.spec_from_file_location("hostile", Path(__file__).resolve().parents[1] / "scripts" / "hostile.py")
 hostile = importlib.util.module_from_spec(_SPEC)
@@ -179,3 +180,30 @@ def test_nan_tiff_and_fifo_are_refused_when_loaded(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     with pytest.raises(ImageLoadError, match="not a regular file"):
         load_image(tmp_path / "pipe.png")
+
+
+def test_a_sample_that_cannot_be_loaded_is_skipped_and_listed(tmp_path):
+    from unmask.data import ImageLoadError
+
+    class OneDamaged:
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, index):
+            if index == 2:
+                raise ImageLoadError(f"img{index}.png", "is damaged or truncated and cannot be decoded")
+            torch.manual_seed(index)
+            return torch.rand(3, 8, 8), index % 2, f"img{index}.png"
+
+    with pytest.raises(ImageLoadError):
+        attribute(tiny(), OneDamaged(), tmp_path / "strict", method="gradient", shard_size=2, progress=False)
+    store = attribute(tiny(), OneDamaged(), tmp_path / "s", method="gradient", shard_size=2, progress=False, skip_bad=True)
+    assert store.complete and len(store) == 5
+    assert store.skipped == [{"index": 2, "path": "img2.png", "error": "img2.png: is damaged or truncated and cannot be decoded"}]
+    assert store.predictions[2] == -1 and np.isnan(store.relevance([2])).all()
+    good = [0, 1, 3, 4]
+    assert (store.predictions[good] >= 0).all() and np.isfinite(store.relevance(good)).all()
+    x = torch.stack([OneDamaged()[i][0] for i in good])
+    expected = unmask.explain(tiny(), x, "gradient").relevance.sum(1)
+    assert_close_across_batches(store.relevance(good), expected)
+    assert merge(tmp_path / "s", tmp_path / "m.h5").skipped == store.skipped
