@@ -207,3 +207,25 @@ def test_a_sample_that_cannot_be_loaded_is_skipped_and_listed(tmp_path):
     expected = unmask.explain(tiny(), x, "gradient").relevance.sum(1)
     assert_close_across_batches(store.relevance(good), expected)
     assert merge(tmp_path / "s", tmp_path / "m.h5").skipped == store.skipped
+
+
+def test_folder_labels_are_mapped_to_model_classes_by_name_or_refused(tmp_path):
+    from unmask.commands._args import UsageError
+    from unmask.commands.attribute import _labels_as_model_classes
+
+    class Folder:
+        classes = ["cat", "dog"]
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return torch.zeros(3, 8, 8), index, f"{self.classes[index]}/0.png"
+
+    mapped = _labels_as_model_classes(Folder(), ["circle", "dog", "cat"], "label")
+    assert [mapped[i][1] for i in range(2)] == [2, 1] and mapped.classes == ["circle", "dog", "cat"]
+    assert _labels_as_model_classes(Folder(), ["cat", "dog", "circle"], "label").__class__ is Folder  # same order: as it is
+    unknown = _labels_as_model_classes(Folder(), ["circle", "square", "cross"], "predicted")
+    assert unknown.__class__ is Folder  # labels keep their own names (store.label_classes)
+    with pytest.raises(UsageError, match="not the model's class names"):
+        _labels_as_model_classes(Folder(), ["circle", "square", "cross"], "label")
