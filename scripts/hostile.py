@@ -110,6 +110,7 @@ def build_workspace(root: Path) -> Path:
         _picture(root / "bright" / f"{k}.png", 10 + k)
     bright = np.full((40, 40, 3), 250, np.uint8)
     Image.fromarray(bright).save(root / "bright" / "white.png")
+    Image.fromarray(np.full((40, 40, 3), 20, np.uint8)).save(root / "dark.png")
     _picture(root / "weird" / "results.json.png", 3)
     _picture(root / "weird" / "index.html.png", 4)
     _picture(Path(os.fsdecode(bytes(root / "weird") + b"/caf\xff.png")), 5)
@@ -119,6 +120,9 @@ def build_workspace(root: Path) -> Path:
             _picture(root / "pets" / ("kitten" if label == "cat" else "puppy") / f"{k}.png", 30 + k)
     good = (root / "good" / "0.png").read_bytes()
     (root / "damaged.png").write_bytes(good[: len(good) // 2])
+    for k in range(3):
+        _picture(root / "mixed" / f"{k}.png", 40 + k)
+    (root / "mixed" / "damaged.png").write_bytes(good[: len(good) // 2])
     os.mkfifo(root / "fifo.png")
     nan = np.random.default_rng(0).random((40, 40), dtype=np.float32)
     nan[5, 5] = np.nan
@@ -229,14 +233,15 @@ CATALOGUE = [
     Attempt("epsilon=1e999", "lost", ["explain", *TINY, "--method", "lrp.epsilon", "--param", "epsilon=1e999", "--out", "o-eps", "good"],
             (2,), "epsilon must be a finite number"),
     Attempt("evaluate nan logits", "lost", ["evaluate", *TINY, "--method", "gradient_x_input", "--steps", "4", "--region", "8",
-                                             "--metric", "morf", "--out", "o-eval-nan", "good/0.png", "bright/white.png",
-                                             "--model", "models.py:nan_for_bright"], (0, 1, 2), "",
+                                             "--metric", "morf", "--out", "o-eval-nan", "dark.png", "bright/white.png",
+                                             "--model", "models.py:nan_for_bright"], (1,), "left out of the evaluation",
             report_ok("o-eval-nan", "evaluation.json")),
     Attempt("dissect unwritable --out", "lost", ["dissect", *TINY, "--layer", "0", "--images", "8", "--out", "notes.txt/sub"],
             (2,), "cannot create --out", timeout=60),
     Attempt("attribute bad parameter, then the corrected command", "lost", STORE, (0,), "", store_complete("store", 6),
             before=[[*STORE, "--param", "epsilon=-1", "--method", "lrp.epsilon"]]),
-    Attempt("attribute a damaged image", "lost", ["attribute", "damaged.png", "--out", "s-damaged", *TINY], (2,), "damaged.png"),
+    Attempt("attribute a damaged image among good ones", "lost", ["attribute", "mixed", "--out", "s-mixed", *TINY, "--method", "gradient_x_input", "--shard-size", "2"],
+            (2,), "damaged.png", store_complete("s-mixed", 4)),
     # data destroyed
     Attempt("merge onto store.json", "destroyed", ["attribute", "--merge", "store", "--out", "store/store.json"], (2,), "inside the store",
             unchanged("store/store.json")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +16,24 @@ from torch import nn
 import unmask
 from unmask.commands._run import run_command
 from unmask.store import StoreError, attribute, merge
+from tolerance import assert_close_across_batches
 
 _SPEC = importlib.util.spec_from_file_location("hostile", Path(__file__).resolve().parents[1] / "scripts" / "hostile.py")
 hostile = importlib.util.module_from_spec(_SPEC)
+sys.modules["hostile"] = hostile  # dataclasses look their module up
 _SPEC.loader.exec_module(hostile)
 
 #: One attempt per class of the issue (the whole catalogue: scripts/hostile.py).
 CHOSEN = [
     "nan logits for some images",            # finished work lost
-    "report names and non-UTF-8 file name",  # finished work lost
+    "report names and non-UTF-8 file name",
     "attribute bad parameter, then the corrected command",
+    "attribute a damaged image among good ones",
+    "dissect unwritable --out",
     "merge onto store.json",                 # data destroyed
-    "merge onto a user's file",
-    "gamma=inf",                             # silent wrong answers
-    "float TIFF with a NaN pixel",
-    "folder labels that are not model classes",
+    "folder labels that are not model classes",  # silent wrong answers (the API tests below: parameters, SmoothGrad, SpRAy)
     "--device meta",                         # tracebacks
     "a FIFO as an image",                    # hangs
-    "dissect unwritable --out",
 ]
 
 
@@ -108,7 +109,7 @@ def test_density_clusterers_report_the_groups_they_found():
 
     rng = np.random.default_rng(0)
     heatmaps = np.concatenate([rng.normal(c, 0.05, (20, 4, 4)) for c in (0.0, 1.0, 2.0)]).astype(np.float32)
-    result = spray(heatmaps, clusterer="dbscan", embedding="none")
+    result = spray(heatmaps, clusterer="dbscan", embedding=None)
     assert result.n_clusters == len(set(result.labels.tolist()) - {-1})
 
 
@@ -177,3 +178,52 @@ def test_nan_tiff_and_fifo_are_refused_when_loaded(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     with pytest.raises(ImageLoadError, match="not a regular file"):
         load_image(tmp_path / "pipe.png")
+
+
+def test_a_sample_that_cannot_be_loaded_is_skipped_and_listed(tmp_path):
+    from unmask.data import ImageLoadError
+
+    class OneDamaged:
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, index):
+            if index == 2:
+                raise ImageLoadError(f"img{index}.png", "is damaged or truncated and cannot be decoded")
+            torch.manual_seed(index)
+            return torch.rand(3, 8, 8), index % 2, f"img{index}.png"
+
+    with pytest.raises(ImageLoadError):
+        attribute(tiny(), OneDamaged(), tmp_path / "strict", method="gradient", shard_size=2, progress=False)
+    store = attribute(tiny(), OneDamaged(), tmp_path / "s", method="gradient", shard_size=2, progress=False, skip_bad=True)
+    assert store.complete and len(store) == 5
+    assert store.skipped == [{"index": 2, "path": "img2.png", "error": "img2.png: is damaged or truncated and cannot be decoded"}]
+    assert store.predictions[2] == -1 and np.isnan(store.relevance([2])).all()
+    good = [0, 1, 3, 4]
+    assert (store.predictions[good] >= 0).all() and np.isfinite(store.relevance(good)).all()
+    x = torch.stack([OneDamaged()[i][0] for i in good])
+    expected = unmask.explain(tiny(), x, "gradient").relevance.sum(1)
+    assert_close_across_batches(store.relevance(good), expected)
+    assert merge(tmp_path / "s", tmp_path / "m.h5").skipped == store.skipped
+
+
+def test_folder_labels_are_mapped_to_model_classes_by_name_or_refused(tmp_path):
+    from unmask.commands._args import UsageError
+    from unmask.commands.attribute import _labels_as_model_classes
+
+    class Folder:
+        classes = ["cat", "dog"]
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return torch.zeros(3, 8, 8), index, f"{self.classes[index]}/0.png"
+
+    mapped = _labels_as_model_classes(Folder(), ["circle", "dog", "cat"], "label")
+    assert [mapped[i][1] for i in range(2)] == [2, 1] and mapped.classes == ["circle", "dog", "cat"]
+    assert _labels_as_model_classes(Folder(), ["cat", "dog", "circle"], "label").__class__ is Folder  # same order: as it is
+    unknown = _labels_as_model_classes(Folder(), ["circle", "square", "cross"], "predicted")
+    assert unknown.__class__ is Folder  # labels keep their own names (store.label_classes)
+    with pytest.raises(UsageError, match="not the model's class names"):
+        _labels_as_model_classes(Folder(), ["circle", "square", "cross"], "label")

@@ -602,14 +602,16 @@ def run_explain(args: argparse.Namespace) -> int:
             for item in items[start : start + args.batch_size]:
                 try:
                     image = item.load()
-                except data_module.ImageLoadError as error:
-                    failures.append({"source": item.source, "method": None, "error": str(error)})
-                    say(str(error))
+                    crop = net.resized(image)
+                except (data_module.ImageLoadError, MemoryError) as error:  # this image only; the others go on
+                    problem = str(error) if isinstance(error, data_module.ImageLoadError) else f"{item.source}: out of memory while resizing it"
+                    failures.append({"source": item.source, "method": None, "error": problem})
+                    say(problem)
                     user_errors += 1
                     if bar is not None:
                         bar.update(len(methods))
                     continue
-                crops.append(net.resized(image))
+                crops.append(crop)
                 item.record = {
                     "name": item.name,
                     "source": item.source,

@@ -62,6 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-logits", action="store_true", help="also keep every sample's whole output")
     parser.add_argument("--image-size", type=positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
     parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo")
+    parser.add_argument("--skip-bad", action=argparse.BooleanOptionalAction, default=True, help="skip samples that cannot be loaded (damaged images), listing them in the store, instead of stopping (default: on)")
     parser.add_argument("--merge", action="store_true", help="merge the stores given as DATA into the file --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -228,8 +229,15 @@ def _run(args: argparse.Namespace) -> int:
         model_name=model_spec,
         classes=classes,
         progress=not args.no_progress,
+        skip_bad=args.skip_bad,
     )
     seconds = time.perf_counter() - started
     state = "complete" if store.complete else f"{len(store)} of {store.size} samples (other workers' shards missing)"
     print(f"unmask: store {args.out}: {state}, {seconds:.1f} s", flush=True)
+    skipped = store.skipped
+    if skipped:
+        first = skipped[0]
+        _error(f"{len(skipped)} sample(s) could not be loaded and were skipped (listed in store.skipped), "
+               f"e.g. sample {first['index']}: {first['error']}")
+        return EXIT_USAGE
     return EXIT_OK

@@ -204,11 +204,23 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--target {target_index} is out of range for a model with {output.shape[1]} classes")
     targets = output.argmax(1) if target_index is None else torch.full((len(items),), target_index, dtype=torch.long, device=device)
     probabilities = output.softmax(1)
+    finite_rows = torch.isfinite(output).all(1)
+    left_out = int((~finite_rows).sum())
+    if left_out:  # scores of an image whose logits are NaN would be NaN: list it, evaluate the others
+        for (_, source, _), ok in zip(items, finite_rows.tolist()):
+            if not ok:
+                message = f"{source}: the model's output is not finite (NaN or infinite logits); left out of the evaluation"
+                failures.append({"source": source, "method": None, "error": message})
+                _error(message)
+        if left_out == len(items):
+            raise UsageError("the model's output is not finite for any image; nothing to evaluate")
+        items = [item for item, ok in zip(items, finite_rows.tolist()) if ok]
+        inputs, output, targets, probabilities = inputs[finite_rows], output[finite_rows], targets[finite_rows], probabilities[finite_rows]
 
     # explanations ----------------------------------------------------------------------------------
     relevances: dict[str, torch.Tensor] = {}
     explanations: dict[str, Any] = {}
-    runtime_errors = 0
+    runtime_errors = left_out
     bar = _bar(len(method_names) * len(items), "explaining", args.no_progress)
     for name in method_names:
         try:

@@ -190,6 +190,18 @@ class Store:
         return list(self.settings.get("classes") or [])
 
     @property
+    def skipped(self) -> list[dict[str, Any]]:
+        """Samples that could not be loaded (``attribute(..., skip_bad=True)``): ``{"index", "path", "error"}``."""
+        if self.merged:
+            return list(self.manifest.get("skipped", []))
+        h5py = _h5py()
+        found: list[dict[str, Any]] = []
+        for part in self._parts:
+            with h5py.File(part.path, "r") as handle:
+                found.extend(json.loads(handle.attrs.get("skipped", "[]")))
+        return found
+
+    @property
     def label_classes(self) -> list[str]:
         """Names of the data set's labels: its own (e.g. the class folders) when it has them, else :attr:`classes`."""
         dataset = self.settings.get("dataset")

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ._guard import acquire_writer_lock, check_merge_target, release
+from ._skip import Skipped, Tolerant, explain_tolerant, first_loadable, record_skipped
 from ._format import (
     FORMAT,
     MANIFEST,
@@ -237,6 +238,7 @@ def attribute(
     classes: Sequence[str] | None = None,
     progress: bool = True,
     on_shard: Callable[[int, int], None] | None = None,
+    skip_bad: bool = False,
 ) -> Store:
     """Explain every sample of ``dataset`` with ``method`` and write the results to the store folder ``store``.
 
@@ -251,7 +253,9 @@ def attribute(
     cross a shard boundary, so a resumed store holds exactly the numbers an uninterrupted run writes.
     Memory is bounded by one batch. ``worker``/``workers`` split the shards between processes (worker
     ``i`` of ``n`` does shards ``i, i + n, ...``); they can share one folder or write separate folders
-    that :func:`merge` combines.
+    that :func:`merge` combines. ``skip_bad``: a sample that fails to load (a damaged image) is skipped
+    instead of stopping the run; its row has prediction -1 and NaN relevance, and :attr:`Store.skipped`
+    lists it with the reason.
 
     ``model`` is an ``nn.Module`` or a :class:`unmask.zoo.ZooModel`; ``dataset`` anything with ``len``
     and ``[i]`` returning a tensor, ``(input, label[, path])`` or a dict (see :func:`normalize_item`);
@@ -290,8 +294,11 @@ def attribute(
     torch_device = torch.device(device)
     net = net.to(torch_device).eval()
 
-    first = normalize_item(dataset[0], 0)
-    last = normalize_item(dataset[size - 1], size - 1) if size > 1 else first
+    if skip_bad:
+        dataset = Tolerant(dataset)
+    first = normalize_item(*first_loadable(dataset, range(size))) if skip_bad else normalize_item(dataset[0], 0)
+    last_item = dataset[size - 1] if size > 1 else None
+    last = first if last_item is None or isinstance(last_item, Skipped) else normalize_item(last_item, size - 1)
     input_shape = tuple(first["input"].shape)
     if relevance == "full":
         rel_shape = input_shape
@@ -375,14 +382,20 @@ def attribute(
                     count = stop - start
                     data = _create_datasets(handle, count, rel_shape, fields, save_logits, classes=None)
                     at = 0
+                    skipped: list[dict[str, Any]] = []
                     while at < count:
                         items = next(batch_iter)
-                        rows = _explain_batch(explainer, items, start + at, target, relevance, pool, torch_device, fields)
+                        rows = explain_tolerant(
+                            lambda good, first_index: _explain_batch(explainer, good, first_index, target, relevance, pool, torch_device, fields),
+                            items, start + at, rel_shape, fields,
+                        )
+                        skipped.extend(rows.get("skipped", []))
                         _write_rows(handle, data, at, rows, save_logits)
                         at += len(items)
                         if bar is not None:
                             bar.update(len(items))
                     handle.attrs["device"] = str(torch_device)
+                    record_skipped(handle, skipped)
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())
                 os.replace(tmp, final)
@@ -496,10 +509,10 @@ def _write_rows(handle: Any, data: dict[str, Any], at: int, rows: dict[str, Any]
     data["path"][part] = rows["path"]
     for name, values in rows["extra"].items():
         data[f"extra/{name}"][part] = values
-    if save_logits:
+    if save_logits and rows["logits"] is not None:  # None: every sample of the batch was skipped (rows stay NaN)
         if "logits" not in data:
             width = rows["logits"].shape[1]
-            data["logits"] = handle.create_dataset("logits", (data["index"].shape[0], width), dtype="float32")
+            data["logits"] = handle.create_dataset("logits", (data["index"].shape[0], width), dtype="float32", fillvalue=np.nan)
         data["logits"][part] = rows["logits"]
 
 
@@ -551,10 +564,12 @@ def merge(
     try:
         with h5py.File(tmp, "w") as dst:
             created: dict[str, Any] = {}
+            skipped_here: list[dict[str, Any]] = []
             at = 0
             for span in spans:
                 part = parts[span]
                 with h5py.File(part.path, "r") as src:
+                    skipped_here.extend(json.loads(src.attrs.get("skipped", "[]")))
                     names: list[str] = []
                     src.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
                     for name in names:
@@ -565,6 +580,7 @@ def merge(
                             end = min(begin + chunk, part.count)
                             created[name][at + begin : at + end] = data[begin:end]
                 at += part.count
+            manifest["skipped"] = skipped_here
             dst.attrs["unmask_store"] = json.dumps(manifest, sort_keys=True)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
