@@ -7,6 +7,7 @@ Builds a Clever Hans store explained with two methods (LRP epsilon-plus-flat and
 SpRAy of the circles for each, and a synthetic 100,000-point run, serves them and saves:
 
     main.png      the LRP analysis, the tag cluster selected, overlays in the grid
+    eigenvalues.png  its eigenvalue plot with the eigengap
     heatmaps.png  the same selection as heatmaps, coloured by label
     detail.png    the detail view of one tagged sample
     lasso.png     a lasso selection drawn in the embedding (the path still shown)
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
             driver.get(url + f"#a=0&view=overlay&sel=cluster.a:{tag}")
             wait_ready(driver)
             _shot(driver, args.out / "main.png")
+            spectrum = driver.find_element("css selector", "#spectrum-panel")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", spectrum)
+            time.sleep(0.3)
+            spectrum.screenshot(str(args.out / "eigenvalues.png"))
+            driver.execute_script("window.scrollTo(0, 0)")
+            print(f"wrote {args.out / 'eigenvalues.png'}")
             driver.find_element("css selector", "#color-by option[value='label']").click()
             driver.find_element("css selector", "[data-view='heatmap']").click()
             _shot(driver, args.out / "heatmaps.png")

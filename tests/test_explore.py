@@ -329,3 +329,21 @@ def test_two_methods_side_by_side_from_a_static_copy(browser, cleverhans, tmp_pa
         assert "gradient_x_input" in browser.find_element("css selector", "#compare-note").text
     finally:
         server.shutdown()
+
+
+def test_store_without_pictures_on_this_machine(tmp_path):
+    store, result = synthetic_run(tmp_path, n=300)
+    server, url = serve_in_thread(Explorer([store], [result]))
+    try:
+        meta = json.loads(_get(url + "data/meta.json")[1])
+        assert meta["stores"][0]["has_images"] is False and meta["stores"][0]["classes"][1] == HOSTILE_NAME
+        assert _get(url + "img/s0/5/heatmap.png")[0] == 200 and _get(url + "img/s0/5/input.png")[0] == 404
+        rows = json.loads(_get(url + "data/s0/rows/1.json")[1])
+        assert [r["index"] for r in rows] == list(range(256, 300))
+        # the share without boxes: sum(R+) / sum(|R|) of the stored relevance
+        from unmask.store import open_store
+
+        relevance = open_store(store).relevance([256]).astype(np.float64)
+        assert rows[0]["share"] == pytest.approx(np.clip(relevance, 0, None).sum() / np.abs(relevance).sum(), abs=1e-4)
+    finally:
+        server.shutdown()
