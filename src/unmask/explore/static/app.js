@@ -896,6 +896,7 @@
     exportText,
     drawMs: () => Object.fromEntries(Object.entries(app.plots).map(([name, plot]) => [name, plot.lastDrawMs])),
     toScreen: (plot, x, y) => app.plots[plot].toScreen(x, y),
+    clusterValues: (plot) => (app.plots[plot].analysis ? Array.from(app.plots[plot].analysis.cluster) : null),
     screen: (plot) => { const p = app.plots[plot]; return [Array.from(p.screenX || []), Array.from(p.screenY || [])]; },
     points: (plot) => {
       const analysis = app.plots[plot].analysis;
