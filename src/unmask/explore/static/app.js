@@ -850,6 +850,12 @@
     $("#export-csv").addEventListener("click", () => download("csv"));
     $("#export-json").addEventListener("click", () => download("json"));
     $("#detail").addEventListener("close", () => { state.detail = null; writeUrl(); });
+    $("#detail").addEventListener("keydown", (event) => { // arrow keys: the previous / next selected sample
+      if ((event.key !== "ArrowLeft" && event.key !== "ArrowRight") || state.detail === null) return;
+      const at = app.selected.indexOf(state.detail);
+      const next = at < 0 ? -1 : at + (event.key === "ArrowRight" ? 1 : -1);
+      if (next >= 0 && next < app.selected.length) { event.preventDefault(); openDetail(app.selected[next]); }
+    });
     window.addEventListener("resize", () => { for (const plot of Object.values(app.plots)) if (plot.analysis) plot.draw(); renderSpectrum(); });
     window.addEventListener("hashchange", () => { // a link pasted or edited by hand (replaceState fires none)
       readUrl();
