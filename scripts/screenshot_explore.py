@@ -7,10 +7,12 @@ Builds a Clever Hans store explained with two methods (LRP epsilon-plus-flat and
 SpRAy of the circles for each, and a synthetic 100,000-point run, serves them and saves:
 
     main.png      the LRP analysis, the tag cluster selected, overlays in the grid
+    eigenvalues.png  its eigenvalue plot with the eigengap
     heatmaps.png  the same selection as heatmaps, coloured by label
     detail.png    the detail view of one tagged sample
     lasso.png     a lasso selection drawn in the embedding (the path still shown)
     compare.png   LRP beside gradient x input: two embeddings, two heatmaps per sample
+    eigenvalues-compare.png  both analyses' eigenvalues
     large.png     100,000 points, one cluster selected, zoomed in
 
 Exit code 0 when every view rendered, 2 when Chromium or its driver is missing. Look at the PNGs.
@@ -35,6 +37,15 @@ def _shot(driver, path: Path, settle: float = 0.6) -> None:
         "return Array.from(document.querySelectorAll('img')).filter(i => i.getAttribute('src')).every(i => i.complete)"), timeout=60)
     time.sleep(settle)
     driver.save_screenshot(str(path))
+    print(f"wrote {path}")
+
+
+def _panel(driver, selector: str, path: Path) -> None:
+    panel = driver.find_element("css selector", selector)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", panel)
+    time.sleep(0.3)
+    panel.screenshot(str(path))
+    driver.execute_script("window.scrollTo(0, 0)")
     print(f"wrote {path}")
 
 
@@ -79,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             driver.get(url + f"#a=0&view=overlay&sel=cluster.a:{tag}")
             wait_ready(driver)
             _shot(driver, args.out / "main.png")
+            _panel(driver, "#spectrum-panel", args.out / "eigenvalues.png")
+            print(f"wrote {args.out / 'eigenvalues.png'}")
             driver.find_element("css selector", "#color-by option[value='label']").click()
             driver.find_element("css selector", "[data-view='heatmap']").click()
             _shot(driver, args.out / "heatmaps.png")
@@ -96,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             driver.get(url + f"#a=0&b=1&view=heatmap&sel=cluster.a:{tag}")
             wait_ready(driver)
             _shot(driver, args.out / "compare.png")
+            _panel(driver, "#spectrum-panel", args.out / "eigenvalues-compare.png")
         finally:
             driver.quit()
             server.shutdown()

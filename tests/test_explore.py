@@ -170,6 +170,9 @@ def test_tag_cluster_shows_its_heatmaps(browser, served, cleverhans):
     browser.find_element("css selector", "#grid .tile").click()
     wait_for(lambda: "tagged" in browser.find_element("css selector", "#detail").text)
     assert browser.find_element("css selector", "#detail .title").text == f"Sample #{tagged[0]}"
+    browser.find_element("css selector", "#detail").send_keys("\ue014")  # the right arrow: the next selected sample
+    wait_for(lambda: browser.find_element("css selector", "#detail .title").text == f"Sample #{tagged[1]}")
+    assert f"detail={tagged[1]}" in browser.current_url
     browser.find_element("css selector", "#detail .close").click()
 
 
@@ -329,3 +332,29 @@ def test_two_methods_side_by_side_from_a_static_copy(browser, cleverhans, tmp_pa
         assert "gradient_x_input" in browser.find_element("css selector", "#compare-note").text
     finally:
         server.shutdown()
+
+
+def test_store_without_pictures_on_this_machine(tmp_path):
+    store, result = synthetic_run(tmp_path, n=300)
+    server, url = serve_in_thread(Explorer([store], [result]))
+    try:
+        meta = json.loads(_get(url + "data/meta.json")[1])
+        assert meta["stores"][0]["has_images"] is False and meta["stores"][0]["classes"][1] == HOSTILE_NAME
+        assert _get(url + "img/s0/5/heatmap.png")[0] == 200 and _get(url + "img/s0/5/input.png")[0] == 404
+        rows = json.loads(_get(url + "data/s0/rows/1.json")[1])
+        assert [r["index"] for r in rows] == list(range(256, 300))
+        # the share without boxes: sum(R+) / sum(|R|) of the stored relevance
+        from unmask.store import open_store
+
+        relevance = open_store(store).relevance([256]).astype(np.float64)
+        assert rows[0]["share"] == pytest.approx(np.clip(relevance, 0, None).sum() / np.abs(relevance).sum(), abs=1e-4)
+    finally:
+        server.shutdown()
+    # a result without a 2-D embedding (spray --embedding none): its clusters side by side, apart
+    data = json.loads((result / "spray.json").read_text())
+    data["embedding"] = None
+    (result / "spray.json").write_text(json.dumps(data))
+    analysis = Explorer([store], [result]).analyses[0]
+    assert not analysis.describe(0)["has_embedding"]
+    spans = [(analysis.x[analysis.clusters == c].min(), analysis.x[analysis.clusters == c].max()) for c in range(5)]
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))

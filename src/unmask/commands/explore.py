@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=non_negative_int, default=8000, metavar="N", help="port to listen on (default: 8000; 0: any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
-    parser.add_argument("--static", metavar="DIR", help="write the app and its data as files to DIR instead of serving")
+    parser.add_argument("--static", metavar="DIR", help="write the app and its data as files to DIR instead of serving (three PNGs per analysed sample)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (with --static)")
 
 

@@ -176,6 +176,8 @@ class Explorer:
 
         try:
             image = _images(store)
+            if image is not None and image(int(store.indices[0])) is None:  # paths that are not on this machine
+                image = None
         except Exception:  # noqa: BLE001 - no input pictures, the heatmaps are still shown
             image = None
         view = _StoreView(store, image, {int(i): p for p, i in enumerate(store.indices)})

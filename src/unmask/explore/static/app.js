@@ -602,11 +602,15 @@
     }));
   }
   function renderSpectrum() {
+    // the eigenvalues of the first analysis (blue, the ones below the gap red) and, when comparing, of the
+    // second (orange); a dashed line marks the eigengap that picked each one's number of clusters
     const canvas = $("#eigenvalues");
     const note = $("#eigen-note");
     const a = universe();
+    const b = state.b !== null ? app.analyses[state.b] : null;
+    const series = [[a, "#2b5797", "#d62728"], [b, "#ff7f0e", "#8c2d04"]].filter(([analysis]) => analysis && analysis.eigenvalues.length);
     const panel = $("#spectrum-panel");
-    panel.hidden = !a || !a.eigenvalues.length;
+    panel.hidden = !series.length;
     if (panel.hidden) return;
     const ratio = window.devicePixelRatio || 1;
     canvas.width = Math.round(canvas.clientWidth * ratio) || 480;
@@ -615,40 +619,44 @@
     g.setTransform(ratio, 0, 0, ratio, 0, 0);
     const width = canvas.width / ratio, height = canvas.height / ratio;
     g.clearRect(0, 0, width, height);
-    const values = a.eigenvalues.map((v) => (v === null ? NaN : v));
-    const top = Math.max(...values.filter(Number.isFinite), 1e-9);
+    const all = series.map(([analysis]) => analysis.eigenvalues.map((v) => (v === null ? NaN : v)));
+    const count = Math.max(...all.map((values) => values.length));
+    const top = Math.max(...all.flat().filter(Number.isFinite), 1e-9);
     const left = 44, right = 10, upper = 10, lower = 26;
-    const X = (i) => left + ((i + 0.5) / values.length) * (width - left - right);
+    const X = (i) => left + ((i + 0.5) / count) * (width - left - right);
     const Y = (v) => upper + (1 - v / top) * (height - upper - lower);
     g.strokeStyle = "#bbb"; g.lineWidth = 1;
     g.beginPath(); g.moveTo(left, upper); g.lineTo(left, height - lower); g.lineTo(width - right, height - lower); g.stroke();
     g.fillStyle = "#555"; g.font = "11px system-ui, sans-serif"; g.textAlign = "right";
     g.fillText(fmt(top, 3), left - 4, upper + 8); g.fillText("0", left - 4, height - lower);
-    g.textAlign = "center";
-    const n = a.n_clusters;
-    if (n && n < values.length) {
-      // the gap that picked the number of clusters: between eigenvalue n and n + 1
-      g.fillStyle = "rgba(214, 39, 40, 0.14)";
-      g.fillRect(X(n - 1), Y(values[n]), X(n) - X(n - 1), Y(values[n - 1]) - Y(values[n]));
-      g.strokeStyle = "#d62728"; g.setLineDash([4, 3]);
-      g.beginPath(); g.moveTo((X(n - 1) + X(n)) / 2, upper); g.lineTo((X(n - 1) + X(n)) / 2, height - lower); g.stroke();
-      g.setLineDash([]);
-      g.fillStyle = "#d62728";
-      g.textAlign = "left";
-      g.fillText(`eigengap → ${n} clusters`, Math.min((X(n - 1) + X(n)) / 2 + 6, width - 130), upper + 10);
-      g.textAlign = "center";
-    }
-    g.strokeStyle = "#2b5797"; g.lineWidth = 1.5; g.beginPath();
-    values.forEach((v, i) => (i ? g.lineTo(X(i), Y(v)) : g.moveTo(X(i), Y(v))));
-    g.stroke();
-    values.forEach((v, i) => {
-      g.fillStyle = i < n ? "#d62728" : "#2b5797";
-      g.beginPath(); g.arc(X(i), Y(v), 3, 0, 2 * Math.PI); g.fill();
-      if (values.length <= 20) { g.fillStyle = "#555"; g.fillText(String(i + 1), X(i), height - lower + 14); }
+    const notes = [];
+    series.forEach(([analysis, line, chosen], s) => {
+      const values = all[s];
+      const n = analysis.n_clusters;
+      if (n && n < values.length) { // the gap between eigenvalue n and n + 1
+        const at = (X(n - 1) + X(n)) / 2 + 2 * s;
+        g.strokeStyle = chosen; g.setLineDash([4, 3]); g.lineWidth = 1;
+        g.beginPath(); g.moveTo(at, upper); g.lineTo(at, height - lower); g.stroke();
+        g.setLineDash([]);
+        g.fillStyle = chosen; g.textAlign = "left";
+        g.fillText(`eigengap → ${n} clusters`, Math.min(at + 6, width - 130), upper + 10 + 14 * s);
+      }
+      g.strokeStyle = line; g.lineWidth = 1.5; g.beginPath();
+      values.forEach((v, i) => (i ? g.lineTo(X(i), Y(v)) : g.moveTo(X(i), Y(v))));
+      g.stroke();
+      values.forEach((v, i) => {
+        g.fillStyle = i < n ? chosen : line;
+        g.beginPath(); g.arc(X(i), Y(v), 3, 0, 2 * Math.PI); g.fill();
+      });
+      notes.push(`${series.length > 1 ? (s ? "second (orange): " : "first (blue): ") : ""}${n} clusters` +
+        (analysis.suggested_n_clusters !== n ? ` (the eigengap suggests ${analysis.suggested_n_clusters})` : " (chosen by the eigengap)") +
+        (analysis.eigengap !== null && analysis.eigengap !== undefined ? `, gap ${fmt(analysis.eigengap, 4)}` : ""));
     });
-    note.textContent = `${values.length} smallest eigenvalues of the normalised Laplacian; ${n} clusters` +
-      (a.suggested_n_clusters !== n ? ` (the eigengap suggests ${a.suggested_n_clusters})` : " (chosen by the eigengap)") +
-      (a.eigengap !== null && a.eigengap !== undefined ? `, gap ${fmt(a.eigengap, 4)}` : "");
+    if (count <= 20) {
+      g.fillStyle = "#555"; g.textAlign = "center";
+      for (let i = 0; i < count; i++) g.fillText(String(i + 1), X(i), height - lower + 14);
+    }
+    note.textContent = `The ${count} smallest eigenvalues of the normalised Laplacian; ${notes.join("; ")}.`;
   }
 
   // ------------------------------------------------------------------ grid and detail
@@ -842,6 +850,12 @@
     $("#export-csv").addEventListener("click", () => download("csv"));
     $("#export-json").addEventListener("click", () => download("json"));
     $("#detail").addEventListener("close", () => { state.detail = null; writeUrl(); });
+    $("#detail").addEventListener("keydown", (event) => { // arrow keys: the previous / next selected sample
+      if ((event.key !== "ArrowLeft" && event.key !== "ArrowRight") || state.detail === null) return;
+      const at = app.selected.indexOf(state.detail);
+      const next = at < 0 ? -1 : at + (event.key === "ArrowRight" ? 1 : -1);
+      if (next >= 0 && next < app.selected.length) { event.preventDefault(); openDetail(app.selected[next]); }
+    });
     window.addEventListener("resize", () => { for (const plot of Object.values(app.plots)) if (plot.analysis) plot.draw(); renderSpectrum(); });
     window.addEventListener("hashchange", () => { // a link pasted or edited by hand (replaceState fires none)
       readUrl();
@@ -888,6 +902,7 @@
     exportText,
     drawMs: () => Object.fromEntries(Object.entries(app.plots).map(([name, plot]) => [name, plot.lastDrawMs])),
     toScreen: (plot, x, y) => app.plots[plot].toScreen(x, y),
+    clusterValues: (plot) => (app.plots[plot].analysis ? Array.from(app.plots[plot].analysis.cluster) : null),
     screen: (plot) => { const p = app.plots[plot]; return [Array.from(p.screenX || []), Array.from(p.screenY || [])]; },
     points: (plot) => {
       const analysis = app.plots[plot].analysis;
