@@ -87,3 +87,22 @@ def test_pixel_model_uses_the_zoo_recipe_or_imagenet_defaults():
         pixel_model(net, std=(1.0, 0.0, 1.0))
     with pytest.raises(TypeError, match="nn.Module"):
         pixel_model("resnet")
+
+
+def test_a_zoo_model_is_accepted_wherever_a_module_is():
+    import unmask
+    from unmask import evaluate
+    from unmask.models import as_module
+
+    net = zoo.load("cleverhans")
+    assert as_module(net) is net.model and as_module(net.model) is net.model
+    with pytest.raises(TypeError, match="ZooModel"):
+        as_module(object())
+    size = net.preprocessing.size
+    x = torch.rand(2, 3, size, size)
+    for method in ("gradient", "lrp.epsilon_plus_flat"):
+        from_zoo = unmask.explain(net, x, method).relevance
+        torch.testing.assert_close(from_zoo, unmask.explain(net.model, x, method).relevance)
+    assert unmask.LRP(net).model is net.model
+    curve = evaluate.region_perturbation(net, x, unmask.explain(net, x, "gradient"), steps=4, region=8)
+    assert curve.curve.shape[-1] == 5

@@ -12,6 +12,7 @@ from torch import nn
 
 from .._utils.validation import ParameterError
 from ..checks import check_eval, check_inputs
+from ..models.module import as_module
 from ..explanation import Explanation
 from ..registry import register
 from ..targets import Target
@@ -85,9 +86,10 @@ class Attribution:
     name: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module) -> None:
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.model = model
+        try:
+            self.model = as_module(model)
+        except TypeError as error:
+            raise ValueError(str(error)) from None
         self.params: dict[str, Any] = {}
 
     def explain(self, inputs: torch.Tensor, target: Target = None) -> Explanation:

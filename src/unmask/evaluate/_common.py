@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..checks import check_eval, check_inputs
+from ..models.module import as_module
 from ..explanation import Explanation
 from ..targets import Target, resolve_target, selection
 
@@ -21,17 +22,20 @@ Relevance = Union[torch.Tensor, Explanation]
 SCORES = ("logit", "probability")
 
 
-def check_model_inputs(model: nn.Module, inputs: torch.Tensor, images: bool = True) -> torch.Tensor:
-    """The inputs, validated for ``model`` (eval mode, finite, same device and dtype); images are ``(B, C, H, W)``."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+def check_model_inputs(model: Any, inputs: torch.Tensor, images: bool = True) -> tuple[nn.Module, torch.Tensor]:
+    """The module (of a zoo model too) and the inputs, validated for it (eval mode, finite, same device
+    and dtype); images are ``(B, C, H, W)``."""
+    try:
+        model = as_module(model)
+    except TypeError as error:
+        raise ValueError(str(error)) from None
     check_eval(model)
     inputs = check_inputs(model, inputs)
     if images and inputs.dim() != 4:
         raise ValueError(
             f"inputs must be images shaped (batch, channels, height, width), got shape {tuple(inputs.shape)}"
         )
-    return inputs
+    return model, inputs
 
 
 def relevance_tensor(relevance: Relevance) -> torch.Tensor:

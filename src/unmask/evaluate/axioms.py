@@ -202,7 +202,7 @@ def continuity(
     ``fill="min"``, and ``abs``/``normalise`` switched off there). All shifted inputs are explained in
     batches of ``batch_size``.
     """
-    inputs = check_model_inputs(model, inputs)
+    model, inputs = check_model_inputs(model, inputs)
     check_choice("pairs", pairs, ("all", "origin"))
     batch_size = check_int("batch_size", batch_size)
     shift_list = [0] + [int(s) for s in shifts if int(s) != 0]
@@ -294,8 +294,8 @@ def implementation_invariance(
     structure) should get the same explanation. Explains ``inputs`` with ``method`` on both models for the
     class ``model_a`` predicts (or ``target``) and compares ``R_a`` with ``R_b``.
     """
-    inputs = check_model_inputs(model_a, inputs)
-    check_model_inputs(model_b, inputs)
+    model_a, inputs = check_model_inputs(model_a, inputs)
+    model_b, _ = check_model_inputs(model_b, inputs)
     batch_size = check_int("batch_size", batch_size)
     out_a = forward_scores(model_a, inputs, "logit", batch_size)
     out_b = forward_scores(model_b, inputs, "logit", batch_size)
@@ -430,7 +430,7 @@ def input_invariance(
     ``baseline``) are shifted too for the second explanation. Gradient is input invariant; gradient x input
     and LRP rules that use the input value (e.g. z^B, LRP-0 at the first layer) are not.
     """
-    inputs = check_model_inputs(model, inputs)
+    model, inputs = check_model_inputs(model, inputs)
     batch_size = check_int("batch_size", batch_size)
     shifted_model = absorb_input_shift(model, shift, inputs)
     shift_tensor = torch.as_tensor(shift, dtype=inputs.dtype, device=inputs.device)

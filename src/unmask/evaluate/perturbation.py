@@ -331,7 +331,7 @@ def default_batch_size(device: torch.device) -> int:
 
 
 def _prepare(model, inputs, region, steps, perturbation, score, batch_size):
-    inputs = check_model_inputs(model, inputs)
+    model, inputs = check_model_inputs(model, inputs)
     region = check_int("region", region)
     batch_size = default_batch_size(inputs.device) if batch_size is None else check_int("batch_size", batch_size)
     check_choice("score", score, SCORES)
@@ -347,7 +347,7 @@ def _prepare(model, inputs, region, steps, perturbation, score, batch_size):
             f"steps={steps} exceeds the {n_regions} regions of {region}x{region} pixels in a {height}x{width} "
             "image; use fewer steps or smaller regions"
         )
-    return inputs, region, steps, batch_size
+    return model, inputs, region, steps, batch_size
 
 
 def perturbation_curves(
@@ -376,7 +376,7 @@ def perturbation_curves(
     replacement values (the same noise), so their curves differ only by the order. The other arguments
     are those of :func:`region_perturbation`.
     """
-    inputs, region, steps, batch_size = _prepare(model, inputs, region, steps, perturbation, score, batch_size)
+    model, inputs, region, steps, batch_size = _prepare(model, inputs, region, steps, perturbation, score, batch_size)
     if not relevances:
         raise ValueError("no relevance given")
     orders = [check_choice("order", order, ORDERS) for order in orders]

@@ -217,7 +217,7 @@ def model_randomization(
     compares them min-max normalised to ``[0, 1]``. Randomisation happens on a deep copy: the user's model
     is never touched. Quantus's ``MPRT`` defaults to other similarity functions and normalisations.
     """
-    inputs = check_model_inputs(model, inputs)
+    model, inputs = check_model_inputs(model, inputs)
     check_choice("mode", mode, ("cascading", "independent"))
     batch_size = check_int("batch_size", batch_size)
     check_int("seed", seed, minimum=0)
@@ -308,7 +308,7 @@ def random_baseline(
     from .perturbation import region_perturbation
 
     metric = region_perturbation if metric is None else metric
-    inputs = check_model_inputs(model, inputs, images=False)
+    model, inputs = check_model_inputs(model, inputs, images=False)
     if not seeds:
         raise ValueError("seeds must not be empty")
     values, results = [], []

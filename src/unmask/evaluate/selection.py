@@ -130,7 +130,7 @@ def select(
     >>> result = select(model, x, "lrp.epsilon_gamma_box", "gamma", [0.0, 0.1, 0.25, 1.0], low=..., high=...)
     >>> result.best_value, print(result)
     """
-    inputs = check_model_inputs(model, inputs)
+    model, inputs = check_model_inputs(model, inputs)
     if isinstance(metric, str):
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)} or pass a function")

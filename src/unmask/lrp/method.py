@@ -11,6 +11,7 @@ from ..checks import check_eval, check_inputs
 from ..explanation import Explanation
 from ..graph.canonize import ExplainableGraph
 from ..graph.trace import TraceError, frozen_copy
+from ..models.module import as_module
 from ..registry import register
 from ..targets import Target, output_gradient
 from .composites import COMMON, PRESETS, Composite, preset
@@ -56,6 +57,7 @@ class LRP:
         elif params:
             raise ValueError(f"rule parameters {sorted(params)} only apply to preset composites; set them on the "
                              "rules of your Composite")
+        model = as_module(model)
         check_eval(model)
         self.model = model
         self.composite = composite

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..zoo import IMAGENET_MEAN, IMAGENET_STD
+from .module import as_module
 
 __all__ = ["PixelModel", "pixel_model"]
 
@@ -42,14 +43,9 @@ def pixel_model(
     """An ``nn.Module`` or a zoo model (anything with ``.model`` and ``.preprocessing``) with its input
     recipe: ``mean``/``std``/``image_size`` when given, else the zoo model's, else the ImageNet mean/std
     at the images' own size."""
-    preprocessing = None
-    if isinstance(model, nn.Module):
-        module, name = model, type(model).__name__
-    elif isinstance(getattr(model, "model", None), nn.Module):
-        module, name = model.model, str(getattr(model, "name", type(model.model).__name__))
-        preprocessing = getattr(model, "preprocessing", None)
-    else:
-        raise TypeError(f"model must be a torch.nn.Module or a unmask.zoo.ZooModel, got {type(model).__name__}")
+    module = as_module(model)
+    preprocessing = None if module is model else getattr(model, "preprocessing", None)
+    name = type(module).__name__ if module is model else str(getattr(model, "name", type(module).__name__))
     if mean is None:
         mean = getattr(preprocessing, "mean", None) or IMAGENET_MEAN
     if std is None:
