@@ -57,3 +57,37 @@ def finite_values(name: str, value: Any) -> Any:
     if not np.isfinite(array).all():
         raise ParameterError(f"{name} must be finite, got {value!r}")
     return value
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum`` (not a bool); else :class:`ParameterError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_optional_int(name: str, value: Any) -> int | None:
+    """``None``, or a positive int."""
+    return None if value is None else check_int(name, value)
+
+
+def check_float(name: str, value: Any, minimum: float = -math.inf) -> float:
+    """``value`` as a finite float ``>= minimum``; else :class:`ParameterError` naming ``name``."""
+    number = finite(name, value)
+    if number < minimum:
+        raise ParameterError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
+    return number
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` when it is a bool."""
+    if not isinstance(value, bool):
+        raise ParameterError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` when it is one of ``choices``."""
+    if value not in choices:
+        raise ParameterError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    return value

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from numbers import Integral, Real
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
-from .._utils.validation import ParameterError
+from .._utils.validation import ParameterError, check_float
 from ..checks import check_eval, check_inputs
 from ..models.module import as_module
 from ..explanation import Explanation
@@ -28,32 +27,6 @@ def registered(name: str) -> Callable[[T], T]:
         return register(name)(cls)
 
     return decorate
-
-
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int ``>= minimum``; a ValueError naming the parameter otherwise."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_optional_int(name: str, value: Any) -> int | None:
-    """``None`` or a positive int."""
-    return None if value is None else check_int(name, value)
-
-
-def check_float(name: str, value: Any, minimum: float = 0.0) -> float:
-    """``value`` as a finite float ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < minimum:
-        raise ParameterError(f"{name} must be a finite number >= {minimum}, got {value!r}")
-    return float(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """``value`` when it is a bool."""
-    if not isinstance(value, bool):
-        raise ParameterError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 def check_fill(name: str, value: Any) -> float | torch.Tensor:

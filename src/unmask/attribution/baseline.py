@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from ..targets import Target, selection
-from ._base import Attribution, check_int, registered
+from .._utils.validation import check_int
+from ._base import Attribution, registered
 
 DISTRIBUTIONS = ("uniform", "gaussian")
 

@@ -10,7 +10,8 @@ from torch import nn
 
 from ..models import find_layer
 from ..targets import Target, selection
-from ._base import Attribution, check_bool, registered
+from .._utils.validation import check_bool
+from ._base import Attribution, registered
 
 _MODES = {3: "linear", 4: "bilinear", 5: "trilinear"}
 

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ..targets import Target, selection
-from ._base import Attribution, broadcast_like, check_fill, check_int, check_optional_int, registered
+from .._utils.validation import check_int, check_optional_int
+from ._base import Attribution, broadcast_like, check_fill, registered
 from ._batching import per_row, row_chunks, row_target
 
 

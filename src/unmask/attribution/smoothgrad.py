@@ -10,7 +10,8 @@ from torch import nn
 
 from ..registry import get
 from ..targets import Target, resolve_target
-from ._base import Attribution, check_bool, check_float, check_int, check_optional_int, registered
+from .._utils.validation import check_bool, check_float, check_int, check_optional_int
+from ._base import Attribution, registered
 from ._batching import per_row, rebatch, row_target
 
 
@@ -56,7 +57,7 @@ class SmoothGrad(Attribution):
         if not isinstance(base_method, str):
             raise ValueError(f"base_method must be a registered method name, got {base_method!r}")
         self.base_method = get(base_method)(model, **params)
-        self.noise_level = check_float("noise_level", noise_level)
+        self.noise_level = check_float("noise_level", noise_level, minimum=0.0)
         self.samples = check_int("samples", samples)
         self.seed = None if seed is None else check_int("seed", seed, minimum=0)
         self.batch_size = check_optional_int("batch_size", batch_size)

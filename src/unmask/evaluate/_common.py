@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
 from typing import Any, Callable, Mapping, Union
 
 import torch
@@ -82,24 +81,6 @@ def heatmap(relevance: Relevance, shape: torch.Size | tuple[int, ...] | None = N
     if not torch.isfinite(tensor).all():
         raise ValueError("relevance contains NaN or Inf values")
     return tensor if device is None else tensor.to(device)
-
-
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_float(name: str, value: Any, minimum: float = -math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-    return value
 
 
 def forward_scores(model: nn.Module, inputs: torch.Tensor, score: str, batch_size: int) -> torch.Tensor:

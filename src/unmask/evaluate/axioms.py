@@ -12,12 +12,10 @@ from torch import nn
 
 from ..explanation import Explanation
 from ..targets import Target
+from .._utils.validation import check_choice, check_float, check_int
 from ._common import (
     Method,
     Relevance,
-    check_choice,
-    check_float,
-    check_int,
     check_model_inputs,
     explain_batched,
     finite_mean,

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._common import Relevance, check_float, finite_mean, heatmap, to_list
+from .._utils.validation import check_float
+from ._common import Relevance, finite_mean, heatmap, to_list
 
 
 @dataclass

@@ -16,12 +16,10 @@ from torch import nn
 
 from .._utils.progress import progress_bar
 from ..targets import Target
+from .._utils.validation import check_choice, check_float, check_int
 from ._common import (
     SCORES,
     Relevance,
-    check_choice,
-    check_float,
-    check_int,
     check_model_inputs,
     explained_target,
     forward_scores,

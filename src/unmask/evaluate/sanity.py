@@ -13,10 +13,9 @@ from torch import nn
 
 from ..attribution.baseline import random_relevance
 from ..targets import Target
+from .._utils.validation import check_choice, check_int
 from ._common import (
     Method,
-    check_choice,
-    check_int,
     check_model_inputs,
     explain_batched,
     finite_mean,

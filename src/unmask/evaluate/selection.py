@@ -12,7 +12,8 @@ from torch import nn
 from ..explanation import Explanation
 from ..registry import get as get_method
 from ..targets import Target
-from ._common import check_int, check_model_inputs, forward_scores, resolve, to_list
+from .._utils.validation import check_int
+from ._common import check_model_inputs, forward_scores, resolve, to_list
 
 #: Built-in metrics: name -> (what it computes, whether higher is better).
 METRICS = {
