@@ -44,10 +44,17 @@ class Layer:
     def describe(self) -> str:
         return f"node {self.step.name!r} at {self.step.describe()}"
 
+    def arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The node's call arguments with values in place of nodes (constants computed on demand)."""
+        resolve = lambda n: self.graph._lookup(n, self.values)  # noqa: E731
+        return fx.node.map_arg(self.node.args, resolve), fx.node.map_arg(self.node.kwargs, resolve)
+
     def vjp(self, grad: Any) -> list[torch.Tensor | None]:
         """``J^T grad`` for each input (``None`` for inputs the output does not depend on)."""
         if self.affine is not None:
             return [self.affine.transpose(grad, self.inputs[0])]
+        if self.node.target is operator.getitem and isinstance(self.inputs[0], (tuple, list)):
+            return [grad]  # an item of a tuple (unbind, split, chunk): the reverse pass puts it in its slot
         carriers = [i for i, x in enumerate(self.inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
         with torch.enable_grad():
             leaves = {self.step.inputs[i]: self.inputs[i].detach().requires_grad_(True) for i in carriers}
