@@ -6,7 +6,9 @@ The transformer counterpart of :mod:`unmask.zoo.cleverhans` (same data, same pla
 (``weights/cleverhans_vit.pt``, float32) and what the script measured (``weights/cleverhans_vit.json``)
 ship with unmask.
 
-    32x32 image -> 4x4 patches (64 tokens, a convolution) + class token + position embedding
+    32x32 image -> convolutional stem (3x3 stride 2, GELU, 3x3 stride 2, GELU, 2x2 stride 2: 16 tokens of
+    8x8 pixels; early convolutions train a small ViT far better, Xiao et al. 2021) + class token + position
+    embedding
     -> 3 pre-norm blocks (LayerNorm, 4-head attention by F.scaled_dot_product_attention, GELU MLP)
     -> LayerNorm -> class token -> linear head (4 classes)
 
@@ -65,12 +67,17 @@ class Block(nn.Module):
 
 
 class CleverHansViT(nn.Module):
-    """A ViT for 32 x 32 images: patch size 4, width 64, 3 blocks of 4 heads, class-token readout."""
+    """A ViT for 32 x 32 images: a convolutional stem to 4 x 4 tokens, width 64, 3 blocks of 4 heads,
+    class-token readout."""
 
-    def __init__(self, classes: int = 4, size: int = 32, patch: int = 4, dim: int = 64, depth: int = 3,
+    def __init__(self, classes: int = 4, size: int = 32, patch: int = 8, dim: int = 64, depth: int = 3,
                  heads: int = 4, hidden: int = 128) -> None:
         super().__init__()
-        self.patch_embed = nn.Conv2d(3, dim, patch, stride=patch)
+        self.patch_embed = nn.Sequential(
+            nn.Conv2d(3, dim // 2, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(dim, dim, patch // 4, stride=patch // 4),
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, (size // patch) ** 2 + 1, dim) * 0.02)
         self.blocks = nn.Sequential(*(Block(dim, heads, hidden) for _ in range(depth)))
