@@ -36,6 +36,11 @@ $(BASE_STAMP): pyproject.toml constraints.txt | $(PY)
 $(TEST_STAMP): $(BASE_STAMP)
 	$(PIP) -e '.[all,test]'
 	$(PIP) --no-deps zennit==0.5.1 quantus==0.6.0
+	# timm (its transformers and ConvNeXt; torchvision stood in by tests/torchvision_standin.py) and LXT 2.1
+	# (AttnLRP oracle: lxt.explicit.functional imports only torch), without their dependencies.
+	$(PIP) --no-deps timm==1.0.31
+	$(PIP) pyyaml safetensors huggingface_hub
+	$(PIP) --no-deps lxt==2.1
 	touch $@
 
 clean:
