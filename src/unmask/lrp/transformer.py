@@ -61,12 +61,11 @@ class LayerNormEpsilon(Rule):
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         x = layer.inputs[0]
         groups, weight, eps = _norm_parameters(layer)
-        # (x reshaped to (N, groups, -1), weight broadcast to x)
         g = divide(relevance, layer.output, self.epsilon)
         if weight is not None:
             g = g * weight
         if groups is None:  # layer norm over the last `dims` dimensions
-            dims = tuple(range(x.dim() - weight_dims(layer), x.dim()))
+            dims = tuple(range(x.dim() - _normalized_dims(layer), x.dim()))
             std = (x.var(dim=dims, unbiased=False, keepdim=True) + eps).sqrt()
             centred = g - g.mean(dim=dims, keepdim=True)
             return [centred.div_(std).mul_(x)]
@@ -77,7 +76,7 @@ class LayerNormEpsilon(Rule):
         return [centred.div_(std).reshape(shape).mul_(x)]
 
 
-def weight_dims(layer: "Layer") -> int:
+def _normalized_dims(layer: "Layer") -> int:
     """How many trailing dimensions a layer norm normalises."""
     module, node = layer.module, layer.node
     if node.op == "call_module":
@@ -310,14 +309,14 @@ class Attention(Rule):
             return t.reshape(batch, n, heads, -1).transpose(1, 2)
 
         mask = _multihead_mask(bound, batch, heads, length, source, q)
+        scale = 1.0 / math.sqrt(embed // heads)
+        q, k, v = split(q, length), split(k, source), split(v, source)
+        scores = q @ k.transpose(-2, -1) * scale
+        attended = ((scores if mask is None else scores + mask).softmax(-1) @ v).transpose(1, 2)
+        attended = attended.reshape(batch, length, embed)
         out_proj = Affine.dense(module.out_proj.weight.detach(), _detach(module.out_proj.bias))
-        heads_out = (split(q, length) @ split(k, source).transpose(-2, -1) / math.sqrt(embed // heads))
-        if mask is not None:
-            heads_out = heads_out + mask
-        attended = (heads_out.softmax(-1) @ split(v, source)).transpose(1, 2).reshape(batch, length, embed)
         r_attended = self._dense(layer, out_proj, attended, relevance)
-        r_q, r_k, r_v = self._core(split(q, length), split(k, source), split(v, source), 1.0 / math.sqrt(embed // heads),
-                                   mask, split(r_attended, length))
+        r_q, r_k, r_v = self._core(q, k, v, scale, mask, split(r_attended, length))
         parts = []
         for f, x, r, n in zip(projections, (query, key, value), (r_q, r_k, r_v), (length, source, source)):
             parts.append(None if r is None else self._dense(layer, f, x, r.transpose(1, 2).reshape(batch, n, embed)))
