@@ -32,14 +32,13 @@ $(BASE_STAMP): pyproject.toml constraints.txt | $(PY)
 	touch $@
 
 # The oracles zennit and quantus need torchvision on paper only (the tests stand in for it): installed
-# without dependencies; the test extra brings what they import.
+# without dependencies; the test extra brings what they import. timm (random-weight architectures for
+# the LRP engine's tests) likewise, with the three packages it imports.
 $(TEST_STAMP): $(BASE_STAMP)
 	$(PIP) -e '.[all,test]'
 	$(PIP) --no-deps zennit==0.5.1 quantus==0.6.0
-	# timm (its transformers and ConvNeXt; torchvision stood in by tests/torchvision_standin.py) and LXT 2.1
-	# (AttnLRP oracle: lxt.explicit.functional imports only torch), without their dependencies.
-	$(PIP) --no-deps timm==1.0.31
-	$(PIP) pyyaml safetensors huggingface_hub
+	$(PIP) --no-deps timm==1.0.31 pyyaml==6.0.4 safetensors==0.8.0 huggingface_hub==2.4.0
+	# LXT 2.1, the AttnLRP oracle (lxt.explicit.functional imports only torch), without its dependencies.
 	$(PIP) --no-deps lxt==2.1
 	touch $@
 

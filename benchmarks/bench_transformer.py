@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import unmask  # noqa: E402
-from torchvision_standin import import_timm  # noqa: E402
+from torchvision_standin import install  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["vit_small_patch16_224", "convnext_tiny"])
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    timm = import_timm()
+    install()
+    import timm
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, timm {timm.__version__}, device {device}, threads {torch.get_num_threads()}")
     for model_name in args.models:

@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 import unmask
-from torchvision_standin import import_timm
+from torchvision_standin import install
 
+install()
 try:
-    timm = import_timm()
+    import timm
 except ImportError:  # pragma: no cover - make install-test installs timm
     timm = None
 needs_timm = pytest.mark.skipif(timm is None, reason="timm 1.0.31 is a test-only dependency (make install-test)")

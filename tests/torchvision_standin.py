@@ -1,50 +1,87 @@
-"""Import timm 1.0.31 without torchvision: torchvision cannot be installed beside the CPU torch wheel, and
-timm imports a few of its names at import time (``torchvision.ops.misc.FrozenBatchNorm2d``, data sets and
-transforms for its data pipeline, which the tests never use). A stand-in registers those modules with
-placeholder names; the real torchvision is used where it imports (the GPU machine)."""
+"""A test-only stand-in for torchvision, which cannot be imported beside the CPU torch wheel.
+
+The oracles import torchvision names at import time without using most of them: Zennit
+(``torchvision.models.resnet`` block types), timm (``torchvision.ops.misc.FrozenBatchNorm2d``, dataset
+and transform classes). The stand-in gives a real ``FrozenBatchNorm2d`` (the layer timm models use)
+and inert placeholder classes for everything else. A real torchvision, where importable, is used.
+"""
 from __future__ import annotations
 
+import enum
 import sys
 import types
 
+import torch
 from torch import nn
 
-_MODULES = ("torchvision", "torchvision.ops", "torchvision.ops.misc", "torchvision.transforms",
-            "torchvision.transforms.functional", "torchvision.datasets", "torchvision.models")
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d with fixed statistics and affine parameters (buffers, never trained), as torchvision's:
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias``."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight.reshape(1, -1, 1, 1) * (self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
+        bias = self.bias.reshape(1, -1, 1, 1) - self.running_mean.reshape(1, -1, 1, 1) * scale
+        return x * scale + bias
 
 
-class _PlaceholderType(type):
-    def __getattr__(cls, name: str) -> "_PlaceholderType":
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _PlaceholderType(name, (), {})
+class InterpolationMode(enum.Enum):
+    NEAREST = "nearest"
+    NEAREST_EXACT = "nearest-exact"
+    BILINEAR = "bilinear"
+    BICUBIC = "bicubic"
+    BOX = "box"
+    HAMMING = "hamming"
+    LANCZOS = "lanczos"
 
 
-class _StandIn(types.ModuleType):
-    """A module whose every public name is a placeholder class (enough for ``from m import Name``)."""
+def _placeholders(name: str, **attributes) -> types.ModuleType:
+    """A module whose every other attribute is an inert class of that name (importable, never used)."""
+    module = types.ModuleType(name)
+    module.__dict__.update(attributes)
+    classes: dict[str, type] = {}
 
-    def __getattr__(self, name: str) -> object:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _PlaceholderType(name, (), {})
+    def __getattr__(attribute: str) -> type:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return classes.setdefault(attribute, type(attribute, (), {"__module__": name}))
+
+    module.__getattr__ = __getattr__
+    return module
 
 
-def import_timm():
-    """``timm``, with the stand-in registered first when torchvision does not import."""
+def install() -> None:
+    """Register the stand-in under ``torchvision`` unless a real torchvision imports."""
+    if "torchvision" in sys.modules:
+        return
     try:
-        import torchvision.ops.misc  # noqa: F401  (the real one on the GPU machine, or a stand-in already)
+        import torchvision  # noqa: F401  (present on the GPU machine)
+        import torchvision.ops.misc  # noqa: F401
+        return
     except Exception:
-        for name in _MODULES:  # beside another stand-in (tests/zennit_oracle.py), fill in what is missing
-            if name not in sys.modules:
-                sys.modules[name] = _StandIn(name)
-        sys.modules["torchvision.ops.misc"].FrozenBatchNorm2d = type("FrozenBatchNorm2d", (nn.Module,), {})
-        for name in _MODULES:
-            module = sys.modules[name]
-            parent, _, child = name.rpartition(".")
-            if parent:
-                setattr(sys.modules[parent], child, module)
-            if not hasattr(module, "__path__"):
-                module.__path__ = []  # a package, so submodules resolve through sys.modules
-    import timm
-
-    return timm
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+    resnet = _placeholders("torchvision.models.resnet")
+    functional = _placeholders("torchvision.transforms.functional", InterpolationMode=InterpolationMode)
+    modules = {
+        "torchvision.models.resnet": resnet,
+        "torchvision.models": _placeholders("torchvision.models", resnet=resnet),
+        "torchvision.ops.misc": _placeholders("torchvision.ops.misc", FrozenBatchNorm2d=FrozenBatchNorm2d),
+        "torchvision.datasets": _placeholders("torchvision.datasets"),
+        "torchvision.transforms.functional": functional,
+        "torchvision.transforms": _placeholders("torchvision.transforms", functional=functional,
+                                                InterpolationMode=InterpolationMode),
+        "torchvision.utils": _placeholders("torchvision.utils"),
+    }
+    modules["torchvision.ops"] = _placeholders("torchvision.ops", misc=modules["torchvision.ops.misc"])
+    modules["torchvision"] = _placeholders("torchvision", **{k.split(".")[1]: v for k, v in modules.items()
+                                                             if k.count(".") == 1})
+    sys.modules.update(modules)

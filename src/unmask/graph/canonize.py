@@ -47,6 +47,7 @@ class Step:
     affine: Affine | None = None
     nonnegative: bool = False
     first: bool = False
+    merged: list[str] = field(default_factory=list)  # the BatchNorms (and constant scalings) folded in
 
     @property
     def name(self) -> str:
@@ -62,8 +63,9 @@ class ExplainableGraph:
     """A traced, canonized copy of a model that runs forward keeping every intermediate value."""
 
     def __init__(self, model: nn.Module, leaf_types: tuple[type, ...] = (), leaf_names: tuple[str, ...] = (),
-                 fold_batchnorm: bool = True):
-        self.module = trace(model, leaf_types, leaf_names)
+                 fold_batchnorm: bool = True, example: torch.Tensor | None = None, copy_model: bool = True):
+        self.module = trace(model, leaf_types, leaf_names, copy_model, example)
+        self.shape = None if example is None else tuple(example.shape)  # None: valid for every input shape
         self.graph = self.module.graph
         self._remove_inplace()
         self.steps: dict[fx.Node, Step] = {}
@@ -111,15 +113,17 @@ class ExplainableGraph:
         return value
 
     def _value(self, arg: Any) -> Any:
-        """Resolve a constant argument (get_attr nodes become the tensors they name)."""
+        """Resolve a constant argument: a parameter, or a value computed from parameters only (weight
+        standardisation, a scaled gain) is evaluated once and folded in."""
         if isinstance(arg, fx.Node):
-            if arg.op != "get_attr":
+            if arg in self._dynamic:
                 raise ValueError(f"expected a constant, got node {arg.name}")
-            return _get_attr(self.module, arg.target)
+            with torch.no_grad():
+                return self._lookup(arg, {})
         return arg
 
     def _build_steps(self) -> None:
-        dynamic: set[fx.Node] = {self.input}
+        dynamic = self._dynamic = {self.input}
         for node in self.graph.nodes:
             if node.op in ("placeholder", "output"):
                 continue
@@ -163,9 +167,7 @@ class ExplainableGraph:
         }.get(target, _TCONV_ARGS)
         bound = dict(zip(names, node.args))
         bound.update(node.kwargs)
-        if node.all_input_nodes[0] is not bound["input"] or any(
-            isinstance(bound.get(k), fx.Node) and bound[k].op != "get_attr" for k in ("weight", "bias")
-        ):
+        if any(isinstance(bound.get(k), fx.Node) and bound[k] in self._dynamic for k in ("weight", "bias")):
             raise ValueError(f"{node.name}: weights that depend on the input are not supported")
         weight = self._value(bound["weight"]).detach()
         bias = _detach(self._value(bound.get("bias")))
@@ -198,29 +200,105 @@ class ExplainableGraph:
         return scale.detach(), shift.detach()
 
     def _fold_batchnorms(self) -> None:
+        """Fold every per-channel affine step (BatchNorm in any form, ``x * c``, ``x / c``, ``x + c``, ``x - c``
+        with a per-channel constant ``c``) into the weighted layer before it, through identity and dropout
+        steps; a BatchNorm that has none is folded into the dense / unpadded convolutions after it."""
         for node, step in list(self.steps.items()):
-            if step.kind != "batchnorm" or len(step.inputs) != 1:
+            if node not in self.steps or len(step.inputs) != 1:
                 continue
-            module = self.module.get_submodule(node.target) if node.op == "call_module" else None
-            scale, shift = self._batchnorm_affine(node, module)
-            source = step.inputs[0]
-            before = self.steps.get(source)
-            if before is not None and before.affine is not None and len(source.users) == 1 and not (
+            channel_map = self._channel_map(step)
+            if channel_map is None:
+                continue
+            scale, shift = channel_map
+            producer = self._producer(step.inputs[0])
+            before = self.steps.get(producer)
+            if before is not None and before.affine is not None and self._consumers(producer) == 1 and not (
                 before.affine.transposed and before.affine.groups != 1
             ):
-                before.affine = before.affine.scaled(scale, shift)
-                self._bypass(node, source)
+                channels = before.affine.weight.shape[before.affine.out_channel_dim]
+                if step.kind == "batchnorm":  # already one value per channel
+                    a, c = (scale, shift) if scale.numel() == channels else (None, None)
+                else:
+                    a, c = _per_channel(scale, before.affine, channels), _per_channel(shift, before.affine, channels)
+                if a is not None and c is not None:
+                    before.affine = before.affine.scaled(a, c)
+                    self._merged_into(before, step)
+                    self._bypass(node, step.inputs[0])
+                    continue
+            if step.kind != "batchnorm":
                 continue
-            after = [self.steps.get(user) for user in node.users]
-            if after and all(s is not None and s.affine is not None and _foldable_forward(s.affine) for s in after):
+            after = self._consumer_steps(node)
+            if after and all(s.affine is not None and _foldable_forward(s.affine)
+                             and s.affine.weight.shape[1] == scale.numel() for s in after):
                 for s in after:
                     s.affine = _fold_forward(s.affine, scale, shift)
-                self._bypass(node, source)
+                    self._merged_into(s, step)
+                self._bypass(node, step.inputs[0])
+
+    def _channel_map(self, step: Step) -> tuple[Any, Any] | None:
+        """``(scale, shift)`` if the step computes ``x * scale + shift`` with constants (BatchNorm in eval mode,
+        a product, quotient, sum or difference with a constant), else ``None``."""
+        node = step.node
+        if step.kind == "batchnorm":
+            module = self.module.get_submodule(node.target) if node.op == "call_module" else None
+            return self._batchnorm_affine(node, module)
+        operation = _ELEMENTWISE.get(node.target) if node.op != "call_module" else None
+        if operation is None or step.kind not in ("scale", "sum") or node.kwargs or len(node.args) != 2:
+            return None
+        position = node.args.index(step.inputs[0]) if step.inputs[0] in node.args else None
+        if position is None or (position == 1 and operation in ("div", "sub")):
+            return None
+        other = node.args[1 - position]
+        if isinstance(other, fx.Node) and other in self._dynamic:
+            return None
+        value = self._value(other)
+        if not isinstance(value, (int, float, torch.Tensor)) or isinstance(value, bool):
+            return None
+        return {"mul": (value, 0.0), "div": (1 / value, 0.0), "add": (1.0, value), "sub": (1.0, -value)}[operation]
+
+    def _producer(self, node: fx.Node) -> fx.Node:
+        """The node behind a chain of identity steps (``Identity``, dropout) that have no other consumer."""
+        step = self.steps.get(node)
+        while step is not None and _is_identity(step) and len(step.inputs) == 1 and self._consumers(node) == 1:
+            node = step.inputs[0]
+            step = self.steps.get(node)
+        return node
+
+    def _consumer_steps(self, node: fx.Node) -> list[Step] | None:
+        """The steps that consume ``node``'s value, looking through identity steps; ``None`` if a non-step
+        (the output) uses it."""
+        found: list[Step] = []
+        for user in node.users:
+            step = self.steps.get(user)
+            if step is None:
+                if user.op == "output" or self.output is node:
+                    return None
+                continue  # a shape query
+            if _is_identity(step):
+                further = self._consumer_steps(user)
+                if further is None:
+                    return None
+                found.extend(further)
+            else:
+                found.append(step)
+        return None if self.output is node else found
+
+    @staticmethod
+    def _merged_into(layer: Step, folded: Step) -> None:
+        owner_type = type(folded.module) if folded.node.op == "call_module" else owner(folded.node)[1]
+        label = f"{folded.path} ({owner_type.__name__})" if folded.path and owner_type else folded.describe()
+        if label not in layer.merged:
+            layer.merged.append(label)
+
+    def _consumers(self, node: fx.Node) -> int:
+        """Steps that use ``node``'s value (shape queries such as ``x.ndim`` do not count)."""
+        return sum(user in self.steps for user in node.users)
 
     def _bypass(self, node: fx.Node, source: fx.Node) -> None:
         for user in node.users:
-            step = self.steps[user]
-            step.inputs = [source if n is node else n for n in step.inputs]
+            step = self.steps.get(user)
+            if step is not None:
+                step.inputs = [source if n is node else n for n in step.inputs]
         node.replace_all_uses_with(source)
         if self.output is node:
             self.output = source
@@ -341,6 +419,41 @@ def _fold_forward(affine: Affine, scale: torch.Tensor, shift: torch.Tensor) -> A
     offset = (weight * shift.reshape(channel)).flatten(1).sum(1)
     bias = offset if affine.bias is None else affine.bias + offset
     return Affine(affine.kind, folded, bias, affine.stride, affine.padding, affine.dilation, affine.groups)
+
+
+_ELEMENTWISE = {operator.mul: "mul", torch.mul: "mul", "mul": "mul", operator.truediv: "div", torch.div: "div",
+                "div": "div", operator.add: "add", torch.add: "add", "add": "add", operator.sub: "sub",
+                torch.sub: "sub", "sub": "sub"}
+_IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_IDENTITY_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.clone, "clone",
+                       "contiguous"}
+
+
+def _is_identity(step: Step) -> bool:
+    """A step that returns its input unchanged in eval mode (identity, dropout, clone)."""
+    node = step.node
+    if node.op == "call_module":
+        return isinstance(step.module, _IDENTITY_MODULES)
+    return node.target in _IDENTITY_FUNCTIONS and not (node.kwargs.get("training") or (
+        node.target in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout) and len(node.args) > 2
+        and node.args[2]))
+
+
+def _per_channel(value: Any, affine: Affine, channels: int) -> torch.Tensor | None:
+    """A constant as one value per output channel of ``affine``, or ``None`` if it varies otherwise."""
+    weight = affine.weight
+    t = torch.as_tensor(value, dtype=weight.dtype, device=weight.device)
+    if t.dim() == 0:
+        return t.expand(channels)
+    if affine.kind == "linear":
+        shape, axis = tuple(t.shape), t.dim() - 1
+    else:
+        if t.dim() > weight.dim():
+            return None
+        shape, axis = (1,) * (weight.dim() - t.dim()) + tuple(t.shape), 1
+    if any(n != 1 for i, n in enumerate(shape) if i != axis) or shape[axis] not in (1, channels):
+        return None
+    return t.reshape(-1).expand(channels)
 
 
 def _subtracts(node: fx.Node) -> bool:

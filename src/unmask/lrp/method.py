@@ -1,6 +1,7 @@
 """LRP as a method of the registry: ``unmask.LRP`` and ``lrp.<preset>``."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -9,25 +10,31 @@ from torch import nn
 from ..checks import check_eval, check_inputs
 from ..explanation import Explanation
 from ..graph.canonize import ExplainableGraph
+from ..graph.trace import TraceError, frozen_copy
 from ..registry import register
 from ..targets import Target, output_gradient
 from .composites import COMMON, PRESETS, Composite, preset
 from .engine import Engine
 
 
+_CACHED_SHAPES = 4  # shape-specialised graphs kept (a dataset's full and last batch, a few sizes)
+
+
 class RuleTable(list):
-    """Which rule each graph step got: a list of ``(node, module path, kind, rule)`` rows, printable."""
+    """Which rule each graph step got: a list of ``(node, module path, kind, rule, merged)`` rows, printable;
+    ``merged`` names the BatchNorms (and constant per-channel scalings) folded into that layer."""
 
     def __str__(self) -> str:
-        rows = [("node", "module", "kind", "rule")] + [tuple(map(str, row)) for row in self]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows = [("node", "module", "kind", "rule", "merged")] + [tuple(map(str, row)) for row in self]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 class LRP:
     """Layer-wise Relevance Propagation (Bach et al. 2015) with a composite of rules.
 
-    The model is traced and canonized once (on a copy: BatchNorm folded, in-place ops removed); each
+    The model is traced and canonized once (on a copy: BatchNorm folded, in-place ops removed), or once
+    per input shape where its code branches on shapes (see :func:`unmask.graph.trace`); each
     :meth:`explain` runs one forward pass keeping activations and one reverse pass. Relevance at the
     output starts as the explained logit times a one-hot (``init="logit"``, as Zennit and the seeds do),
     so that a conserving composite gives ``sum(R) = f_c(x)``; ``init="onehot"`` starts from the plain
@@ -54,14 +61,55 @@ class LRP:
         self.composite = composite
         self.init = init
         self.params = dict(params)
-        self.graph = ExplainableGraph(model, composite.leaf_types(), composite.leaf_names())
-        self.engine = Engine(self.graph, composite)
+        self._copy = frozen_copy(model)
+        self._engines: OrderedDict[tuple, Engine] = OrderedDict()  # by input shape, for shape-specialised traces
+        try:
+            self.engine: Engine | None = self._build(None)
+        except TraceError as error:  # shape-dependent code: traced per input shape, on first use
+            self.engine, self._symbolic_error = None, error
 
-    def rules(self) -> RuleTable:
-        """The rule of every step that can receive relevance, in forward order."""
+    @property
+    def graph(self) -> ExplainableGraph | None:
+        """The explainable graph: valid for every shape, else the one of the last explained input shape."""
+        if self.engine is not None:
+            return self.engine.graph
+        return next(reversed(self._engines.values())).graph if self._engines else None
+
+    def _build(self, example: torch.Tensor | None) -> Engine:
+        graph = ExplainableGraph(self._copy, self.composite.leaf_types(), self.composite.leaf_names(),
+                                 example=example, copy_model=False)
+        return Engine(graph, self.composite)
+
+    def _engine_for(self, inputs: torch.Tensor) -> Engine:
+        """The shape-independent engine, or one traced for ``inputs``' shape (cached, the last few kept)."""
+        if self.engine is not None:
+            return self.engine
+        key = (tuple(inputs.shape), inputs.dtype, inputs.device)
+        engine = self._engines.pop(key, None)
+        if engine is None:
+            engine = self._build(inputs)
+        self._engines[key] = engine
+        while len(self._engines) > _CACHED_SHAPES:
+            self._engines.popitem(last=False)
+        return engine
+
+    def rules(self, inputs: torch.Tensor | None = None) -> RuleTable:
+        """The rule of every step that can receive relevance, in forward order.
+
+        ``inputs`` is needed only for models whose graph depends on the input shape (it is traced for it).
+        """
+        if inputs is not None:
+            engine = self._engine_for(check_inputs(self.model, inputs))
+        elif self.engine is not None or self._engines:
+            engine = self.engine or next(reversed(self._engines.values()))
+        else:
+            raise ValueError(f"{type(self.model).__name__}'s graph depends on the input shape "
+                             f"({self._symbolic_error}); pass an example batch: rules(inputs)")
+        graph = engine.graph
         return RuleTable(
-            (s.name, s.path or "-", s.kind + (" (first)" if s.first else ""), self.engine.rules[s.node])
-            for s in self.graph.ordered() if self.engine.rules[s.node] is not None or s.kind == "other"
+            (s.name, s.path or "-", s.kind + (" (first)" if s.first else ""), engine.rules[s.node],
+             ", ".join(s.merged) or "-")
+            for s in graph.ordered() if engine.rules[s.node] is not None or s.kind == "other"
         )
 
     def explain(self, inputs: torch.Tensor, target: Target = None) -> Explanation:
@@ -78,13 +126,14 @@ class LRP:
     def _run(self, inputs: torch.Tensor, target: Target, record: dict[str, Any] | None) -> Explanation:
         check_eval(self.model)
         inputs = check_inputs(self.model, inputs)
+        engine = self._engine_for(inputs)
         with torch.no_grad():
-            values, output = self.graph.forward(inputs)
+            values, output = engine.graph.forward(inputs)
             if not isinstance(output, torch.Tensor) or not output.is_floating_point():
                 raise ValueError("the model's output is not a floating tensor")
             seed, index = output_gradient(output, target)
             relevance = seed if self.init == "onehot" and index is not None else seed * output
-            result = self.engine.backward(values, relevance, record)
+            result = engine.backward(values, relevance, record)
         name = self.method if self.composite.name == "custom" else f"lrp.{self.composite.name}"
         return Explanation(result, output.detach(), index, name, inputs,
                            {"composite": self.composite.name, "init": self.init, **self.params})
