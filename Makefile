@@ -45,6 +45,8 @@ $(TEST_STAMP): $(BASE_STAMP)
 	$(PIP) -e '.[all,test]'
 	$(PIP) --no-deps zennit==0.5.1 quantus==0.6.0
 	$(PIP) --no-deps timm==1.0.31 pyyaml==6.0.4 safetensors==0.8.0 huggingface_hub==2.4.0
+	# LXT 2.1, the AttnLRP oracle (lxt.explicit.functional imports only torch), without its dependencies.
+	$(PIP) --no-deps lxt==2.1
 	touch $@
 
 clean:

@@ -249,12 +249,25 @@ class ExplainableGraph:
         if position is None or (position == 1 and operation in ("div", "sub")):
             return None
         other = node.args[1 - position]
-        if isinstance(other, fx.Node) and other in self._dynamic:
-            return None
+        if isinstance(other, fx.Node) and (other in self._dynamic or self._reads_input(other)):
+            return None  # input-dependent, or computed from the input's shape (q * head_dim ** -0.5)
         value = self._value(other)
         if not isinstance(value, (int, float, torch.Tensor)) or isinstance(value, bool):
             return None
         return {"mul": (value, 0.0), "div": (1 / value, 0.0), "add": (1.0, value), "sub": (1.0, -value)}[operation]
+
+    def _reads_input(self, node: fx.Node) -> bool:
+        """Whether a constant node is computed from an input-dependent one (its shape, its size)."""
+        seen, frontier = set(), [node]
+        while frontier:
+            current = frontier.pop()
+            for source in current.all_input_nodes:
+                if source in self._dynamic:
+                    return True
+                if source not in seen:
+                    seen.add(source)
+                    frontier.append(source)
+        return False
 
     def _producer(self, node: fx.Node) -> fx.Node:
         """The node behind a chain of identity steps (``Identity``, dropout) that have no other consumer."""

@@ -66,6 +66,26 @@ _METHODS = {
     "scale": {"neg"},
 }
 
+# Transformer kinds (AttnLRP): normalisations, softmax, products of two tensors, fused attention.
+_RMSNORMS = (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+_TRANSFORMER_TYPES = (
+    ((nn.LayerNorm, nn.GroupNorm), "layernorm"), (_RMSNORMS, "rmsnorm"), ((nn.Softmax,), "softmax"),
+    ((nn.MultiheadAttention,), "attention"),
+)
+_TRANSFORMER_FUNCTIONS: dict[object, str] = {
+    F.layer_norm: "layernorm", torch.layer_norm: "layernorm", F.group_norm: "layernorm", torch.group_norm: "layernorm",
+    F.softmax: "softmax", torch.softmax: "softmax",
+    torch.matmul: "matmul", operator.matmul: "matmul", torch.bmm: "matmul", torch.einsum: "matmul",
+    F.scaled_dot_product_attention: "attention",
+    torch.unbind: "structure", torch.roll: "structure",  # window shifts (Swin)
+}
+if hasattr(F, "rms_norm"):
+    _TRANSFORMER_FUNCTIONS[F.rms_norm] = "rmsnorm"
+_FUNCTIONS.update(_TRANSFORMER_FUNCTIONS)
+_METHODS["softmax"] = {"softmax"}
+_METHODS["matmul"] = {"matmul", "bmm", "__matmul__"}
+_METHODS["structure"] = _METHODS["structure"] | {"unbind", "roll"}
+
 # Outputs that are non-negative whatever the input (ReLU-like clamps, sigmoids).
 _NONNEG_MODULES = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)
 _NONNEG_FUNCTIONS = {F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, torch.sigmoid, F.sigmoid, F.hardsigmoid,
@@ -78,6 +98,7 @@ def type_kind(cls: type) -> str:
     for types, kind in (
         (CONVOLUTIONS, "convolution"), ((nn.Linear,), "linear"), (BATCHNORMS, "batchnorm"),
         (ACTIVATIONS, "activation"), (MAXPOOLS, "maxpool"), (AVGPOOLS, "avgpool"), (STRUCTURES, "structure"),
+        *_TRANSFORMER_TYPES,
     ):
         if issubclass(cls, types):
             return kind

@@ -8,7 +8,10 @@ see :mod:`unmask.graph.kinds`) or by function (``torch.cat``), and finally the d
 Defaults: activations ``Pass``; reshapes, concatenations, paddings and max pooling ``Gradient``
 (max pooling: winner-take-all); average pooling, means and residual sums ``Norm``; scalings ``Pass``;
 products of two input-dependent tensors ``Gate``; BatchNorm that could not be folded, convolutions
-and dense layers ``Epsilon``.
+and dense layers ``Epsilon``; the transformer kinds as AttnLRP (:mod:`unmask.lrp.transformer`):
+LayerNorm / GroupNorm ``LayerNormEpsilon``, RMSNorm ``Pass``, softmax ``SoftmaxTaylor``, matrix
+products ``MatMul``, fused attention ``Attention``. ``lrp.attnlrp`` also splits elementwise products of
+two input-dependent tensors half and half (``Product``).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any, Mapping, Sequence, Union
 from ..graph.canonize import Step
 from ..graph.kinds import type_kind
 from . import rules as R
+from . import transformer as T
 
 Key = Union[type, str, Any]
 
@@ -26,12 +30,14 @@ def defaults(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wi
     """Rules for every kind that a composite does not map itself."""
     if maxpool not in ("winner", "average"):
         raise ValueError(f"maxpool must be 'winner' or 'average', got {maxpool!r}")
-    return {
+    base = {
         "activation": R.Pass(), "structure": R.Gradient(), "scale": R.Pass(), "gate": R.Gate(),
         "maxpool": R.Gradient() if maxpool == "winner" else R.AveragePool(stabilizer),
         "avgpool": R.Norm(stabilizer), "sum": R.Norm(stabilizer), "batchnorm": R.Epsilon(stabilizer),
         "convolution": R.Epsilon(epsilon), "linear": R.Epsilon(epsilon),
     }
+    base.update(T.defaults("attnlrp", stabilizer, R.Epsilon(epsilon)))
+    return base
 
 
 class Composite:
@@ -110,6 +116,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "epsilon_alpha2_beta1": ("epsilon", "alpha", "beta"),
     "epsilon_alpha2_beta1_flat": ("epsilon", "alpha", "beta"),
     "excitation_backprop": (),
+    "attnlrp": ("attention", "epsilon", "gamma"),
 }
 COMMON = ("stabilizer", "maxpool")
 
@@ -124,6 +131,10 @@ def preset(name: str, **params: Any) -> Composite:
     - ``epsilon_gamma_box``: gamma on convolutions, epsilon on dense layers, z^B on the first layer.
     - ``epsilon_alpha2_beta1`` / ``..._flat``: alpha-beta on convolutions (flat first layer).
     - ``excitation_backprop``: z+ everywhere (Zhang et al. 2016, marginal winning probability).
+    - ``attnlrp``: AttnLRP (Achtibat et al. 2024) for transformers and modern CNNs: epsilon on convolutions
+      and dense layers (``gamma=`` puts the gamma rule there instead), the transformer rules of
+      :mod:`unmask.lrp.transformer`, products of two tensors half each; ``attention="cp"`` is CP-LRP
+      (Ali et al. 2022): attention weights held constant, all relevance through the values.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown LRP composite {name!r}; presets: {', '.join(PRESETS)}")
@@ -134,6 +145,8 @@ def preset(name: str, **params: Any) -> Composite:
     epsilon = params.get("epsilon", 1e-6)
     stabilizer = params.get("stabilizer", 1e-6)
     base = defaults(epsilon, stabilizer, params.get("maxpool", "winner"))
+    if name == "attnlrp":
+        return _attnlrp(params.get("attention", "attnlrp"), epsilon, params.get("gamma"), stabilizer, base)
     dense = R.Epsilon(epsilon)
     first = None
     if name == "epsilon":
@@ -150,3 +163,10 @@ def preset(name: str, **params: Any) -> Composite:
     if name.endswith("_flat"):
         first = R.Flat(stabilizer)
     return Composite({"convolution": conv, "linear": dense}, first=first, base=base, name=name)
+
+
+def _attnlrp(mode: str, epsilon: float, gamma: float | None, stabilizer: float, base: dict[str, R.Rule]) -> Composite:
+    weighted = R.Epsilon(epsilon) if gamma is None else R.Gamma(gamma, stabilizer)
+    base.update(T.defaults(mode, stabilizer, weighted))
+    base["gate"] = T.Product()
+    return Composite({"convolution": weighted, "linear": weighted}, base=base, name="attnlrp")

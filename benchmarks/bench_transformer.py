@@ -1,0 +1,86 @@
+"""Time lrp.attnlrp (AttnLRP and CP-LRP) against the forward pass and the plain gradient, in one process.
+
+    python benchmarks/bench_transformer.py [--device cpu|cuda] [--batch 8] [--repeats 3] [--size 224]
+        [--models vit_small_patch16_224 convnext_tiny]
+
+timm models with random weights (timm is a test-only dependency: ``make install-test``; torchvision is
+stood in for where it does not import). Each measurement is the median of ``--repeats`` runs after one
+warm-up, the methods interleaved within each repeat so that machine noise hits them alike; ratios are to
+the input gradient (forward + backward, frozen parameters) on the same model, batch and device. The
+floor for any LRP is about one forward and one backward, i.e. ~1x the gradient.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import unmask  # noqa: E402
+from torchvision_standin import install  # noqa: E402
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, nargs="+", default=[8])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=["vit_small_patch16_224", "convnext_tiny"])
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    install()
+    import timm
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, timm {timm.__version__}, device {device}, threads {torch.get_num_threads()}")
+    for model_name in args.models:
+        model = timm.create_model(model_name, pretrained=False).eval().to(device)
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        explainers = {mode: unmask.LRP(model, composite="attnlrp", attention=mode) for mode in ("attnlrp", "cp")}
+        for batch in args.batch:
+            x = torch.randn(batch, 3, args.size, args.size, device=device)
+            target = torch.zeros(batch, dtype=torch.long, device=device)
+
+            def forward():
+                with torch.no_grad():
+                    model(x)
+
+            def gradient():
+                leaf = x.clone().requires_grad_(True)
+                out = model(leaf)
+                torch.autograd.grad(out[torch.arange(batch), target].sum(), leaf)
+
+            runs = {"forward": forward, "gradient": gradient}
+            for mode, explainer in explainers.items():
+                runs[f"lrp.attnlrp attention={mode}"] = lambda e=explainer: e.explain(x, target=target)
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            for run in runs.values():
+                run()  # warm-up
+            for _ in range(args.repeats):
+                for name, run in runs.items():
+                    synchronize(device)
+                    start = time.perf_counter()
+                    run()
+                    synchronize(device)
+                    times[name].append(time.perf_counter() - start)
+            medians = {name: statistics.median(t) for name, t in times.items()}
+            base = medians["gradient"]
+            print(f"\n{model_name}, batch {batch}, {args.size}x{args.size} (median of {args.repeats}):")
+            print(f"  {'':30s} {'ms/batch':>10s} {'x gradient':>11s}")
+            for name, value in medians.items():
+                print(f"  {name:30s} {value * 1e3:10.1f} {value / base:11.2f}")
+
+
+if __name__ == "__main__":
+    main()
