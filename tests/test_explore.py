@@ -281,8 +281,9 @@ def test_hundred_thousand_points_become_interactive(browser, tmp_path, capsys):
               f"{select_s:.2f} s as the test saw it")
 
 
-def test_hover_preview(browser, served):
+def test_hover_preview_and_class_selector(browser, served):
     from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import Select
 
     url, data = served
     browser.get(url)
@@ -296,6 +297,11 @@ def test_hover_preview(browser, served):
     index = data["indices"][k]
     assert tooltip.find_element("css selector", "img").get_attribute("src").endswith(f"img/s0/{index}/overlay.png")
     assert f"#{index}" in tooltip.text and f"cluster {data['labels'][k]}" in tooltip.text
+    # a class the analysis did not cover: its samples come from the store (every fourth sample is a square)
+    Select(browser.find_element("css selector", "#class-select")).select_by_visible_text("square (100)")
+    assert browser.execute_script("return window.unmaskExplore.selection()") == list(range(1, 400, 4))
+    caption = wait_for(lambda: (lambda t: t if "square" in t else None)(browser.find_element("css selector", "#grid .tile").text))
+    assert "not analysed" in caption and "100 samples of class square" in browser.find_element("css selector", "#selection-info").text
 
 
 def test_two_methods_side_by_side_from_a_static_copy(browser, cleverhans, tmp_path):

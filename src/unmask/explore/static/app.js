@@ -469,8 +469,8 @@
     if (!sel) return new Int32Array(0);
     const picked = [];
     const analysis = sel.plot === "b" && state.b !== null ? app.analyses[state.b] : universe();
-    if (!analysis) {
-      const store = app.stores[0];
+    if (!analysis || sel.kind === "class") { // a class: all its samples in the store, analysed or not
+      const store = app.stores[analysis ? analysis.store : 0];
       for (let i = 0; i < store.indices.length; i++) {
         if (sel.kind === "all" || (sel.kind === "class" && store.labels[i] === sel.value)) picked.push(store.indices[i]);
       }
@@ -479,7 +479,6 @@
     const n = analysis.x.length;
     let test;
     if (sel.kind === "all") test = () => true;
-    else if (sel.kind === "class") test = (i) => analysis.label[i] === sel.value;
     else if (sel.kind === "cluster") test = (i) => analysis.cluster[i] === sel.value;
     else if (sel.kind === "rect") {
       const [x0, y0, x1, y1] = sel.coords;
@@ -528,7 +527,7 @@
     return Array.from(app.selected, (index) => {
       const position = store.position[index];
       const row = { index, label: store.labels[position], prediction: store.predictions[position] };
-      if (a) row.cluster = a.clusterOf.get(index);
+      if (a) row.cluster = a.clusterOf.has(index) ? a.clusterOf.get(index) : null;
       if (b) row.cluster_b = b.clusterOf.has(index) ? b.clusterOf.get(index) : null;
       return row;
     });
@@ -710,7 +709,7 @@
         const clusterB = b && b.clusterOf && b.clusterOf.has(index) ? ` / ${b.clusterOf.get(index)}` : "";
         const classes = `${row.label_name ?? row.label} → ${row.prediction_name ?? row.prediction}`;
         const lines = [
-          el("div", {}, `#${row.index}${a ? ` · cluster ${a.clusterOf.get(index)}${clusterB}` : ""}`),
+          el("div", {}, `#${row.index}${a ? (a.clusterOf.has(index) ? ` · cluster ${a.clusterOf.get(index)}${clusterB}` : " · not analysed") : ""}`),
           el("div", { class: wrong ? "wrong" : "", title: classes }, classes),
           el("div", { title: app.stores[storeId].share }, `share ${fmt(row.share, 2)} · p ${fmt(row.probability, 2)}`),
         ];
@@ -759,7 +758,7 @@
       add(`relevance share${suffix}`, `${fmt(row.share)} (${store.share})`);
       for (const [name, value] of Object.entries(row.extra || {})) add(`${name}${suffix}`, fmt(value));
     }
-    if (a) add("cluster", String(a.clusterOf.get(index)));
+    if (a) add("cluster", a.clusterOf.has(index) ? String(a.clusterOf.get(index)) : "not analysed");
     if (state.b !== null && app.analyses[state.b].clusterOf) {
       const b = app.analyses[state.b];
       add("cluster (second analysis)", b.clusterOf.has(index) ? String(b.clusterOf.get(index)) : "not analysed");
