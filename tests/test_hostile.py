@@ -4,6 +4,7 @@ behind them (parameter validation, batch-independent SmoothGrad, the store's loc
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -227,3 +228,30 @@ def test_folder_labels_are_mapped_to_model_classes_by_name_or_refused(tmp_path):
     assert unknown.__class__ is Folder  # labels keep their own names (store.label_classes)
     with pytest.raises(UsageError, match="not the model's class names"):
         _labels_as_model_classes(Folder(), ["circle", "square", "cross"], "label")
+
+
+def test_an_interrupted_explain_keeps_the_finished_images(tmp_path, register_method, capsys):
+    from unmask import cli
+    from unmask.attribution import GradientXInput
+
+    calls = []
+
+    class StopsOnTheSecondBatch(GradientXInput):
+        def explain(self, inputs, target=None):
+            calls.append(len(inputs))
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return super().explain(inputs, target)
+
+    register_method("test.stops", StopsOnTheSecondBatch)
+    (tmp_path / "models.py").write_text(hostile.MODELS, encoding="utf-8")
+    images = [str(hostile._picture(tmp_path / f"{k}.png", k)) for k in range(4)]
+    out = tmp_path / "out"
+    code = cli.main(["explain", *images, "--model", f"{tmp_path / 'models.py'}:build", "--image-size", "32", "--no-progress",
+                     "--batch-size", "2", "--out", str(out), "--method", "test.stops"])
+    err = capsys.readouterr().err
+    assert code == 130 and "unmask: error: interrupted" in err
+    results = json.loads((out / "results.json").read_text())
+    assert [image["name"] for image in results["images"]] == ["0", "1"]  # the first batch, finished before Ctrl-C
+    assert (out / "index.html").is_file() and (out / "0" / "test.stops.npy").is_file()
+    assert "the run stopped early: KeyboardInterrupt" in results["failures"][-1]["error"]

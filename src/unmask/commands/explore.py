@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._args import EXIT_OK, UsageError, non_negative_int
+from ._args import EXIT_OK, UsageError, non_negative_int, output_folder
 
 HELP = "browse a store's heatmaps and SpRAy results in the browser"
 
@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``unmask explore`` for parsed ``args``; returns the exit code."""
     from ..explore import ExploreError, Explorer, make_server
 
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be in 0 .. 65535, got {args.port}")
+    if args.static:
+        output_folder(args.static, "--static")  # before the app is built
     stores, analyses = [args.store], []
     for name in args.results:
         path = Path(name)
