@@ -438,13 +438,15 @@ class Comparison:
 
     @property
     def agreement(self) -> dict[tuple[str, str], float | None]:
-        """Share of samples on which two models predict the same class name (``None``: no class in common)."""
+        """Share of samples on which two models predict the same class name (``None`` when neither model's
+        classes contain the other's: their predictions do not answer the same question)."""
         out: dict[tuple[str, str], float | None] = {}
         names = self.names
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
                 ma, mb = self.models[a], self.models[b]
-                if ma.classes and mb.classes and not set(ma.classes) & set(mb.classes):
+                ca, cb = set(ma.classes), set(mb.classes)
+                if ca and cb and not (ca <= cb or cb <= ca):
                     out[(a, b)] = None
                     continue
                 same = np.array(ma.predicted_names()) == np.array(mb.predicted_names())
