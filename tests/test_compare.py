@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unmask import cli, zoo
-from unmask.analyze.compare import compare, context_accuracy_correlation, context_table, contingency
+from unmask.analyze.compare import compare, conductance, context_accuracy_correlation, context_table, contingency
 from unmask.analyze.compare_report import write_report
 from unmask.analyze.context import ContextResult
 from unmask.data.images import ImageLoadError
@@ -36,6 +36,20 @@ def test_contingency_table_against_hand_counts_and_sklearn():
     assert contingency([3, 3, 1], [0, 0, 9]).adjusted_rand_index == pytest.approx(1.0)
     with pytest.raises(ValueError, match="different samples"):
         contingency([0, 1], [0, 1, 2])
+
+
+def test_conductance_against_hand_values():
+    import scipy.sparse as sparse
+
+    # two triangles 0-1-2 and 3-4-5 joined by the edge 2-3 (weights 1, symmetric)
+    edges = [(0, 1), (1, 2), (0, 2), (3, 4), (4, 5), (3, 5), (2, 3)]
+    rows, cols = zip(*(edges + [(j, i) for i, j in edges]))
+    w = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(6, 6))
+    # each triangle: volume 2 + 2 + 3 = 7, one edge leaves -> 1/7
+    assert conductance(w, np.array([0, 0, 0, 1, 1, 1])) == pytest.approx([1 / 7, 1 / 7])
+    # {0, 3} vs the rest: volume 2 + 3 = 5, edges leaving 0-1, 0-2, 3-4, 3-5, 2-3 -> 5/5
+    assert conductance(w, np.array([0, 1, 1, 0, 1, 1])) == pytest.approx([1.0, 5 / 9])
+    assert conductance(w, np.zeros(6, dtype=int)) == pytest.approx([0.0])
 
 
 def _context(inside, outside, labels):
@@ -216,7 +230,8 @@ def test_tagged_model_puts_more_relevance_on_the_tag_and_has_more_circle_strateg
     tagged_flags = np.array([data["tagged"][i] for i in circles], dtype=bool)
     labels = np.array(tagged["strategies"]["circle"]["labels"])
     purity = max(np.mean(labels[tagged_flags] == c) for c in np.unique(labels))
-    assert purity > 0.9
+    assert purity > 0.8
+    assert clean["strategies"]["circle"]["n_strategies"] == 1  # the clean model solves circles one way
 
 
 def test_compare_command_usage_errors(tmp_path, capsys):

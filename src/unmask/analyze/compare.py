@@ -16,10 +16,9 @@ resize or crop, normalisation), and reports per model
   probability (logits of different models have different scales);
 * context use per class (:func:`unmask.analyze.context.context_use`) with the object's mask or box moved
   into each model's frame, and the share of relevance in fixed ``regions`` (e.g. a watermark's place);
-* the number of SpRAy strategies per class: the eigengap of the kNN graph's Laplacian, allowing one
-  strategy (``eigengap_clusters(..., min_clusters=1)``); the samples are then clustered into that many
-  groups, and a :class:`Contingency` table per pair of models shows how one model's clusters map onto
-  the other's;
+* the number of SpRAy strategies per class (:func:`count_strategies`: the most clusters SpRAy splits the
+  class into while each stays separated in its kNN graph, one when no split is), and a
+  :class:`Contingency` table per pair of models showing how one model's clusters map onto the other's;
 * the Pearson and Spearman correlation between context use and accuracy, across models and across
   (model, class) pairs.
 
@@ -48,8 +47,10 @@ __all__ = [
     "ModelComparison",
     "compare",
     "context_accuracy_correlation",
+    "conductance",
     "context_table",
     "contingency",
+    "count_strategies",
 ]
 
 TARGETS = ("label", "predicted")
@@ -593,25 +594,66 @@ def _pick_shown(labels: np.ndarray, show: int, tagged: np.ndarray | None) -> np.
     return np.array(sorted(chosen), dtype=np.int64)
 
 
-def _count_strategies(heatmaps: np.ndarray, max_clusters: int, options: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """SpRAy on one group's heatmaps: the eigengap's number of strategies (one allowed) and the clusters."""
-    from .spray import eigengap_clusters, spray
+def conductance(w: Any, labels: np.ndarray) -> np.ndarray:
+    """Per cluster the share of its edge weight that leaves it: ``cut(A, not A) / vol(A)`` in the graph
+    ``w`` (Kannan, Vempala and Vetta 2004); 0 for a cluster no edge leaves, near 1 for a random subset."""
+    import scipy.sparse as sparse
 
-    n = len(heatmaps)
+    w = sparse.csr_matrix(w)
+    degree = np.asarray(w.sum(1)).ravel()
+    out = []
+    for label in np.unique(labels):
+        members = labels == label
+        volume = degree[members].sum()
+        inner = w[members][:, members].sum()
+        out.append(float((volume - inner) / volume) if volume > 0 else 0.0)
+    return np.array(out)
+
+
+def count_strategies(
+    heatmaps: Any, max_clusters: int = 8, separation: float = 0.05, *, seed: int = 0, **spray_options: Any
+) -> dict[str, Any]:
+    """How many distinct strategies SpRAy sees in one class's heatmaps.
+
+    SpRAy (:func:`unmask.analyze.spray`) clusters the heatmaps into ``c = 2, 3, ...`` groups; ``c`` groups
+    count as ``c`` strategies while every group is separated in SpRAy's kNN graph: at most ``separation``
+    of its edge weight leaves it (:func:`conductance`). The count is the last ``c`` that passes, 1 when
+    already the split in two does not (one homogeneous strategy). SpRAy's own eigengap suggestion, which
+    never says 1, is reported beside it. ``spray_options`` (``size``, ``normalize``, ``k``, ...) go to
+    :func:`unmask.analyze.spray`; the graph is built with the same ``size``, ``normalize`` and ``k``.
+    """
+    from .spray import affinity, default_k, eigengap_clusters, preprocess, spray
+
+    maps = heatmaps.detach().cpu().numpy() if isinstance(heatmaps, torch.Tensor) else np.asarray(heatmaps)
+    n = len(maps)
     if n < MIN_SPRAY_SAMPLES:
         return {"samples": n, "n_strategies": None, "note": f"SpRAy needs at least {MIN_SPRAY_SAMPLES} samples"}
-    top = int(min(max_clusters, n - 2))
-    settings = {"embedding": None, "random_state": seed, "max_clusters": max(2, top), **dict(options)}
-    first = spray(heatmaps, None, **settings)
-    count = eigengap_clusters(first.eigenvalues, max_clusters=max(1, top), min_clusters=1)
-    result = first if count == first.n_clusters else spray(heatmaps, count, **settings)
+    options = {"embedding": None, "random_state": seed, **spray_options}
+    k = options.get("k") or default_k(n)
+    options["k"] = k
+    w = affinity(preprocess(maps, size=options.get("size", 20), normalize=options.get("normalize")), k, random_state=seed)
+    top = int(min(max_clusters, n - 1))
+    count, labels, separations = 1, np.zeros(n, dtype=np.int64), {}
+    first = None
+    for clusters in range(2, top + 1):
+        result = spray(maps, clusters, max_clusters=max(2, min(top, n - 2)), **options)
+        first = first or result
+        leaving = float(conductance(w, result.labels).max())
+        separations[clusters] = leaving
+        if leaving > separation:
+            break
+        count, labels = clusters, result.labels
+    eigenvalues = first.eigenvalues if first is not None else np.zeros(0)
     return {
         "samples": n,
         "n_strategies": int(count),
-        "eigenvalues": np.round(result.eigenvalues, 8),
-        "cluster_sizes": [c.size for c in result.clusters],
-        "labels": result.labels,
-        "k": result.k,
+        "separation": separation,
+        "max_conductance": {str(c): v for c, v in separations.items()},
+        "eigengap_suggestion": int(eigengap_clusters(eigenvalues, max_clusters=max(2, top))) if len(eigenvalues) > 2 else None,
+        "eigenvalues": np.round(eigenvalues, 8),
+        "cluster_sizes": np.bincount(labels).tolist(),
+        "labels": labels,
+        "k": int(k),
     }
 
 
@@ -634,6 +676,7 @@ def compare(
     score: str = "probability",
     strategies: bool = True,
     max_clusters: int = 8,
+    separation: float = 0.05,
     spray_options: Mapping[str, Any] | None = None,
     context_sign: str = "positive",
     show: int = 8,
@@ -661,7 +704,8 @@ def compare(
     :func:`unmask.evaluate.region_perturbation`; the noise is drawn with ``seed`` per batch of
     ``batch_size`` samples, and the perturbed images go through a model ``perturbation_batch_size`` at a time
     (default: as many as hold 2^22 input values, at most 256: 256 at 32 x 32, 27 at 224 x 224).
-    ``strategies=False`` skips SpRAy; ``spray_options`` are passed to :func:`unmask.analyze.spray`.
+    ``strategies=False`` skips SpRAy; ``max_clusters``, ``separation`` and ``spray_options`` go to
+    :func:`count_strategies`.
     ``show`` samples are kept as each model sees them for the side-by-side grid.
     """
     from .. import explain, get_method
@@ -817,6 +861,7 @@ def compare(
             "score": score,
             "context_sign": context_sign,
             "max_clusters": max_clusters,
+            "separation": separation,
             "regions": region_boxes,
             "batch_size": batch_size,
             "seed": seed,
@@ -825,7 +870,9 @@ def compare(
     if strategies:
         for name, model in results.items():
             for group, members in comparison.groups().items():
-                model.strategies[group] = _count_strategies(model.heatmaps[members], max_clusters, spray_options or {}, seed)
+                model.strategies[group] = count_strategies(
+                    model.heatmaps[members], max_clusters, separation, seed=seed, **dict(spray_options or {})
+                )
     return comparison
 
 

@@ -48,6 +48,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-faithfulness", action="store_true", help="skip region perturbation")
     parser.add_argument("--no-spray", action="store_true", help="skip SpRAy strategies")
     parser.add_argument("--max-clusters", type=positive_int, default=8, metavar="K", help="most SpRAy strategies per class (default: 8)")
+    parser.add_argument("--separation", type=float, default=0.05, metavar="S",
+                        help="a SpRAy cluster counts as a strategy while at most this share of its kNN edges leave it (default: 0.05)")
     parser.add_argument("--show", type=int, default=8, metavar="N", help="samples in the heatmap grid (default: 8)")
     parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="samples per explanation pass (default: 32)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
@@ -131,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             models, data, args.method, args.boxes, params=_params(args.params), target=args.target, regions=regions,
             faithfulness=not args.no_faithfulness, grid=args.grid, region=args.region, steps=args.steps,
             perturbation=args.perturbation, score=args.score, strategies=not args.no_spray,
-            max_clusters=args.max_clusters, show=args.show, batch_size=args.batch_size, seed=args.seed,
+            max_clusters=args.max_clusters, separation=args.separation, show=args.show, batch_size=args.batch_size, seed=args.seed,
             progress=not args.no_progress,
         )
     except (ValueError, TypeError) as error:
