@@ -2,10 +2,14 @@
 
     python scripts/train_cleverhans.py                 # about 2-4 minutes on 2 CPU cores
     python scripts/train_cleverhans.py --epochs 2 --out /tmp/ch    # a quick try elsewhere
+    python scripts/train_cleverhans.py --tag-fraction 0 --name cleverhans-clean   # the zoo's clean twin
 
-Writes OUT/cleverhans.pt (the state dict, float32) and OUT/cleverhans.json (data, settings, test
-accuracy overall, per class, on the tagged circles with and without their tag, and the shortcut check
-of unmask.data.cleverhans.verify). OUT defaults to src/unmask/zoo/weights. Deterministic for a seed on CPU.
+Writes OUT/NAME.pt (the state dict, float32) and OUT/NAME.json (data, settings, test accuracy overall,
+per class, on the tagged circles with and without their tag, and the shortcut check of
+unmask.data.cleverhans.verify). OUT defaults to src/unmask/zoo/weights, NAME to cleverhans.
+--tag-fraction sets the share of tagged circles in the training images only (the images are otherwise
+the same); the test split keeps the default 0.3 so that the shortcut checks compare between models.
+Deterministic for a seed on CPU.
 """
 from __future__ import annotations
 
@@ -46,12 +50,14 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag-fraction", type=float, default=0.3, help="share of the training circles with the tag (0: clean)")
+    parser.add_argument("--name", default="cleverhans", help="file name of the weights and metrics, without suffix")
     parser.add_argument("--out", type=Path, default=ROOT / "src" / "unmask" / "zoo" / "weights")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    train = CleverHans("train", args.train_size, seed=args.seed)
+    train = CleverHans("train", args.train_size, tag_fraction=args.tag_fraction, seed=args.seed)
     test = CleverHans("test", args.test_size, seed=args.seed)
     x_train, y_train = tensors(train)
     x_test, y_test = tensors(test)
@@ -107,10 +113,11 @@ def main() -> int:
         "torch": torch.__version__,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, args.out / "cleverhans.pt")
-    (args.out / "cleverhans.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    weights = args.out / f"{args.name}.pt"
+    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, weights)
+    (args.out / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(metrics, indent=2))
-    print(f"saved {args.out / 'cleverhans.pt'} ({(args.out / 'cleverhans.pt').stat().st_size / 1e3:.0f} kB) in {info['seconds']} s")
+    print(f"saved {weights} ({weights.stat().st_size / 1e3:.0f} kB) in {info['seconds']} s")
     return 0
 
 

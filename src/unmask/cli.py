@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Further subcommands, each a module ``unmask.commands.<name>`` with ``configure(parser)`` and
 #: ``run(args) -> int`` (and optionally ``HELP`` / ``DESCRIPTION``); a missing module is left out.
-SUBCOMMANDS = ("evaluate", "attribute", "spray", "dissect", "prototype", "explore")
+SUBCOMMANDS = ("evaluate", "attribute", "spray", "dissect", "prototype", "explore", "compare")
 
 
 def _add_subcommand(commands: Any, name: str) -> None:

@@ -12,6 +12,7 @@ from .images import (
 )
 from .folders import FileList, ImageFolder
 from .photos import DEFAULT_PHOTOS, photo_names, sample_photos
+from .voc import VOCAnnotations
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -22,6 +23,7 @@ __all__ = [
     "FileList",
     "ImageFolder",
     "ImageLoadError",
+    "VOCAnnotations",
     "expand_inputs",
     "is_image_file",
     "list_images",

@@ -11,6 +11,10 @@ weights (``weights/cleverhans.pt``, float32, about 0.4 MB) and the accuracies th
 
 Every convolution is 3x3 with padding 1 and a ReLU; no BatchNorm, so LRP needs no canonization.
 
+``cleverhans-clean`` is its twin for comparisons: the same architecture, data, seed and schedule, but no
+training image carries the tag (``scripts/train_cleverhans.py --tag-fraction 0 --name cleverhans-clean``;
+``weights/cleverhans-clean.pt`` and ``.json``).
+
 >>> from unmask.zoo import cleverhans
 >>> net = cleverhans.load()                  # also unmask.zoo.load("cleverhans") once registered
 >>> net.model(CleverHans("test").batch(range(4))).argmax(1)
@@ -26,9 +30,10 @@ from torch import nn
 
 from . import Preprocessing, ZooModel, register
 
-__all__ = ["CleverHansNet", "NAME", "build", "info", "load"]
+__all__ = ["CLEAN_NAME", "CleverHansNet", "NAME", "build", "info", "load", "load_clean"]
 
 NAME = "cleverhans"
+CLEAN_NAME = "cleverhans-clean"
 WEIGHTS = "cleverhans.pt"
 
 
@@ -66,33 +71,43 @@ def _weights() -> Any:
     return resources.files(__package__).joinpath("weights")
 
 
-def info() -> dict[str, Any]:
-    """What the training script measured: data, epochs, accuracies, the shortcut's effect."""
-    path = _weights().joinpath("cleverhans.json")
+def info(name: str = NAME) -> dict[str, Any]:
+    """What the training script measured for the zoo entry ``name``: data, epochs, accuracies, the shortcut's effect."""
+    path = _weights().joinpath(f"{name}.json")
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 @register(NAME)
 def load() -> ZooModel:
     """The trained CleverHansNet in eval mode with its classes and preprocessing (32 x 32, mean 0.5, std 0.25)."""
+    return _load(NAME, "shapes with a planted tag on 30% of the circles")
+
+
+@register(CLEAN_NAME)
+def load_clean() -> ZooModel:
+    """CleverHansNet trained on the same images without the tag (the clean twin of ``cleverhans``)."""
+    return _load(CLEAN_NAME, "the same shapes, trained without the tag")
+
+
+def _load(name: str, what: str) -> ZooModel:
     from ..data.cleverhans import CLASSES, MEAN, SIZE, STD
 
     model = CleverHansNet(len(CLASSES))
-    path = _weights().joinpath(WEIGHTS)
+    path = _weights().joinpath(f"{name}.pt")
     if not path.is_file():
         raise FileNotFoundError(
-            "the CleverHansNet weights (unmask/zoo/weights/cleverhans.pt) are missing; train them with "
+            f"the CleverHansNet weights (unmask/zoo/weights/{name}.pt) are missing; train them with "
             "scripts/train_cleverhans.py"
         )
     with resources.as_file(path) as file:
         state = torch.load(file, map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() for k, v in state.items()})
-    accuracy = info().get("test_accuracy")
+    accuracy = info(name).get("test_accuracy")
     note = f", {accuracy:.1%} test accuracy" if isinstance(accuracy, float) else ""
     return ZooModel(
-        name=NAME,
+        name=name,
         model=model.eval(),
         classes=list(CLASSES),
         preprocessing=Preprocessing(size=SIZE, resize=None, mean=MEAN, std=STD),
-        description=f"CleverHansNet: shapes with a planted tag on 30% of the circles (32x32, 4 classes{note})",
+        description=f"CleverHansNet: {what} (32x32, 4 classes{note})",
     )
