@@ -86,7 +86,7 @@ def demo(folder: Path) -> Path:
     sys.path.insert(0, str(ROOT / "src"))
     import argparse as _argparse
 
-    from unmask.commands import attribute, spray
+    from unmask.cli import attribute, spray
 
     store = folder / "store"
     for module, argv in (

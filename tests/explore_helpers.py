@@ -17,7 +17,7 @@ HOSTILE_NAME = '<img src=x onerror="window.__injected=1">'
 
 def cleverhans_run(folder: Path, size: int = 400, method: str = "lrp.epsilon_plus_flat", embedding: str = "tsne") -> tuple[Path, Path]:
     """A store of the Clever Hans test split explained by the zoo model, and SpRAy of its circles."""
-    from unmask.commands import spray
+    from unmask.cli import spray
     from unmask.data.cleverhans import CleverHans
     from unmask.store import attribute
     from unmask.zoo import cleverhans as zoo_cleverhans

@@ -66,7 +66,7 @@ def _command(module, argv):
 
 
 def test_spray_command_separates_the_tagged_circles(tmp_path, capsys):
-    from unmask.commands import attribute, spray
+    from unmask.cli import attribute, spray
     from unmask.store import open_store
 
     store = tmp_path / "store"

@@ -20,6 +20,8 @@ from PIL import Image
 from torch import nn
 
 from unmask import cli, report, viz, zoo
+from unmask.cli import _params as cli_params
+from unmask.cli import explain as cli_explain
 from unmask.explanation import Explanation
 from unmask.targets import output_gradient
 from tolerance import assert_close_across_batches
@@ -162,9 +164,9 @@ def test_explain_writes_pictures_arrays_results_and_page(tmp_path, tiny, method,
         # the pictures are unmask.viz's in the report's style, for the stored relevance and input
         heat = relevance.sum(0)
         for name, expected_picture in (
-            (f"{METHOD}.png", viz.heatmap(heat, **cli.HEATMAP_STYLE)),
-            (f"{METHOD}.overlay.png", viz.overlay(crop, heat, **cli.OVERLAY_STYLE)),
-            ("overlay.png", viz.overlay(crop, heat, **cli.OVERLAY_STYLE)),
+            (f"{METHOD}.png", viz.heatmap(heat, **cli_explain.HEATMAP_STYLE)),
+            (f"{METHOD}.overlay.png", viz.overlay(crop, heat, **cli_explain.OVERLAY_STYLE)),
+            ("overlay.png", viz.overlay(crop, heat, **cli_explain.OVERLAY_STYLE)),
         ):
             written = np.asarray(Image.open(folder_out / name).convert("RGB"), dtype=int)
             assert np.abs(written - np.asarray(expected_picture, dtype=int)).max() <= 2, name
@@ -248,7 +250,7 @@ def test_non_finite_relevance_is_stored_drawn_as_zero_and_not_counted_as_explain
     assert np.isnan(relevance[0, 0, 0]) and np.isinf(relevance[0, 0, 1:3]).all()
     heat = np.nan_to_num(relevance.sum(0), nan=0.0, posinf=0.0, neginf=0.0)
     written = np.asarray(Image.open(out / "x" / f"{METHOD}.png"), dtype=int)
-    assert np.abs(written - np.asarray(viz.heatmap(heat, **cli.HEATMAP_STYLE), dtype=int)).max() <= 2
+    assert np.abs(written - np.asarray(viz.heatmap(heat, **cli_explain.HEATMAP_STYLE), dtype=int)).max() <= 2
     assert (written[0, :3] == 255).all()  # zero relevance is white in bwr
     assert json.loads((out / "results.json").read_text())["images"][0]["methods"][METHOD]["relevance_sum"] is None
 
@@ -333,7 +335,7 @@ def test_params_reach_the_method_and_are_checked(tmp_path, tiny, register_method
     base = ["explain", image, "--model", f"{tiny}:build", "--image-size", "32", "--no-progress", "--method", "test.scaled"]
     code, _, err = run([*base, "--out", tmp_path / "a", "--param", "test.scaled:scale=2.5"], capsys)
     assert code == 0, err
-    assert seen == {"scale": 2.5, "internal_batch_size": cli.CLI_DEFAULT_PARAMS["internal_batch_size"]}
+    assert seen == {"scale": 2.5, "internal_batch_size": cli_params.CLI_DEFAULT_PARAMS["internal_batch_size"]}
     results = json.loads((tmp_path / "a" / "results.json").read_text())
     assert results["params"]["test.scaled"]["scale"] == 2.5
     code, _, err = run([*base, "--out", tmp_path / "b", "--param", "nonsense=1"], capsys)
@@ -462,7 +464,7 @@ def test_help_and_python_m(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["explain", "--batch-size", "0"])
     assert exit_.value.code == 2
-    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[2])}
     done = subprocess.run([sys.executable, "-m", "unmask", "--help"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and "explain" in done.stdout
 

@@ -461,7 +461,7 @@ def _command(module, argv):
 
 
 def test_dissect_command_writes_json_pictures_and_page(tmp_path, capsys):
-    from unmask.commands import dissect as command
+    from unmask.cli import dissect as command
 
     out = tmp_path / "out"
     code = _command(command, [
@@ -484,7 +484,7 @@ def test_dissect_command_writes_json_pictures_and_page(tmp_path, capsys):
 
 
 def test_dissect_command_errors_are_one_line(tmp_path, capsys):
-    from unmask.commands import dissect as command
+    from unmask.cli import dissect as command
 
     assert _command(command, ["--model", "concept-net", "--layer", "conv9", "--concepts", "generated:n=4", "--out", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unmask.commands import evaluate as command
+from unmask.cli import evaluate as command
 
 MODEL_FILE = '''
 import torch

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import unmask
-from unmask.commands._run import run_command
+from unmask.cli._run import run_command
 from unmask.store import StoreError, attribute, merge
 from tolerance import assert_close_across_batches
 
@@ -209,8 +209,8 @@ def test_a_sample_that_cannot_be_loaded_is_skipped_and_listed(tmp_path):
 
 
 def test_folder_labels_are_mapped_to_model_classes_by_name_or_refused(tmp_path):
-    from unmask.commands._args import UsageError
-    from unmask.commands.attribute import _labels_as_model_classes
+    from unmask.cli._args import UsageError
+    from unmask.cli.attribute import _labels_as_model_classes
 
     class Folder:
         classes = ["cat", "dog"]

@@ -147,7 +147,7 @@ def test_parse_target():
 
 
 def _command(argv):
-    from unmask.commands import prototype as command
+    from unmask.cli import prototype as command
 
     parser = argparse.ArgumentParser(prog="unmask prototype")
     command.configure(parser)

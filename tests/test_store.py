@@ -200,7 +200,7 @@ def _command(module, argv):
 def test_attribute_command_on_an_image_folder_and_a_file_list(tmp_path, capsys):
     from PIL import Image
 
-    from unmask.commands import attribute as command
+    from unmask.cli import attribute as command
     from unmask.data.folders import FileList, ImageFolder
 
     rng = np.random.default_rng(0)

@@ -172,7 +172,7 @@ class Explorer:
             raise ExploreError(str(error)) from None
         if len(store) == 0:
             raise ExploreError(f"{path} holds no samples yet; run 'unmask attribute' first")
-        from ..commands.spray import _images
+        from ..cli.spray import _images
 
         try:
             image = _images(store)

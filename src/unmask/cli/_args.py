@@ -7,11 +7,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .._utils.errors import UsageError
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for: one line on stderr, exit code 2, no traceback."""
 
 
 def _integer(text: str, minimum: int, what: str) -> int:
@@ -41,7 +39,7 @@ def error(message: str) -> None:
 
 def add_model_options(parser: argparse.ArgumentParser, default: str | None = "efficientnet-lite0",
                       default_help: str | None = None) -> None:
-    """``--model``, ``--arch`` and ``--trust-pickle``: which network to load and how (see ``cli.load_model_spec``)."""
+    """``--model``, ``--arch`` and ``--trust-pickle``: which network to load and how (see :func:`unmask.models.spec.load_model_spec`)."""
     parser.add_argument("--model", default=default, metavar="SPEC",
                         help="zoo name, module:function, TorchScript or state-dict file "
                              f"(default: {default_help or default})")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_model_options, non_negative_int, positive_int
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, non_negative_int, positive_int
 from ._args import error as _error
 from ._run import run_command
 from ._args import check_device, output_folder
@@ -106,7 +106,6 @@ def _unique(name: str, taken: set[str]) -> str:
 def _images(args: argparse.Namespace, failures: list[dict[str, Any]]) -> tuple[list[tuple[str, str, Any]], int]:
     """``[(name, source, PIL image)]`` and the number of inputs that could not be used."""
     from .. import data as data_module
-    from ..cli import UsageError
 
     problems = 0
     items: list[tuple[str, str, Any]] = []
@@ -145,13 +144,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from .. import __version__, evaluate
     from .. import methods as registered
-    from ..cli import (
-        UsageError,
-        _method_params,
-        load_model_spec,
-        parse_params,
-        parse_target,
-    )
+    from ..models.spec import load_model_spec
+    from ._params import method_params, parse_params, parse_target
     from ..evaluate import report
     from ..registry import get as get_method
     from ..report import write_json
@@ -184,7 +178,7 @@ def _run(args: argparse.Namespace) -> int:
     for method, key, _ in params:
         if method is not None and method not in method_names:
             raise UsageError(f"--param {method}:{key}: {method!r} is not one of the methods evaluated ({', '.join(method_names)})")
-    method_params = {name: _method_params(name, get_method(name), net, params) for name in method_names}
+    method_params = {name: method_params(name, get_method(name), net, params) for name in method_names}
 
     failures: list[dict[str, Any]] = []
     items, input_problems = _images(args, failures)

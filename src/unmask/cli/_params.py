@@ -1,0 +1,101 @@
+"""Method parameters and targets as the command line takes them: ``--param [METHOD:]KEY=VALUE`` and
+``--target``."""
+from __future__ import annotations
+
+import ast
+import inspect
+from typing import Any, Callable, Sequence
+
+from ._args import UsageError
+
+__all__ = ["CLI_DEFAULT_PARAMS", "accepts", "method_params", "parameter_names", "parse_params", "parse_target"]
+
+
+def parse_target(text: str, classes: Sequence[str]) -> int | None:
+    """``'predicted'`` -> None; ``'281'`` -> 281; a class name (case-insensitive) -> its index."""
+    if text == "predicted":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    lowered = text.strip().lower()
+    from .. import zoo
+
+    full = zoo.imagenet_classes(full=True) if list(classes) == list(zoo.imagenet_classes()) else ()
+    for index, name in enumerate(classes):
+        if name.lower() == lowered or (full and lowered in (n.strip().lower() for n in full[index].split(","))):
+            return index
+    raise UsageError(f"--target {text!r} is neither 'predicted', a class index, nor a class name of the model")
+
+
+#: Parameters the command line gives methods that accept them, unless --param says otherwise:
+#: small internal batches keep integrated gradients / SmoothGrad / occlusion fast and light on a CPU.
+CLI_DEFAULT_PARAMS = {"internal_batch_size": 16}
+
+
+def parse_params(specs: Sequence[str] | None) -> list[tuple[str | None, str, Any]]:
+    """``["steps=16", "lrp.epsilon:epsilon=1e-3"]`` -> ``[(None, "steps", 16), ("lrp.epsilon", "epsilon", 0.001)]``.
+
+    Values are Python literals (numbers, booleans, tuples, strings in quotes); anything else stays a string.
+    """
+    parsed = []
+    for spec in specs or []:
+        key, sep, raw = spec.partition("=")
+        method, colon, key = key.rpartition(":") if ":" in key else (None, "", key)
+        key = key.strip()
+        if not sep or not key.isidentifier() or (colon and not method):
+            raise UsageError(f"--param {spec!r} is not of the form KEY=VALUE or METHOD:KEY=VALUE")
+        try:
+            value = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            value = raw.strip()
+        parsed.append((method or None, key, value))
+    return parsed
+
+
+def parameter_names(name: str, cls: type) -> frozenset[str] | None:
+    """Keyword parameters the method ``name`` takes, or ``None`` when they cannot be told in advance.
+
+    Read from the constructor's signature; a constructor taking ``**params`` lists them in a class
+    attribute ``parameters`` (as the LRP presets do).
+    """
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return None
+    named = {
+        key for key, p in signature.parameters.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY) and key != "model"
+    }
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        return frozenset(named)
+    listed = getattr(cls, "parameters", None)
+    if isinstance(listed, (tuple, list, frozenset, set)) and all(isinstance(k, str) for k in listed):
+        return frozenset(named | set(listed))
+    return None
+
+
+def accepts(name: str, cls: type) -> Callable[[str], bool]:
+    names = parameter_names(name, cls)
+    return (lambda key: True) if names is None else names.__contains__
+
+
+def method_params(name: str, cls: type, net: Any, params: list[tuple[str | None, str, Any]]) -> dict[str, Any]:
+    """Keyword arguments for method ``name``: box bounds (the z^B rule needs the valid input range) and
+    :data:`CLI_DEFAULT_PARAMS` where the method is known to take them, then the user's ``--param`` values."""
+    known = parameter_names(name, cls)
+    chosen: dict[str, Any] = {}
+    if known is not None and {"low", "high"} <= known:
+        chosen.update(low=net.low, high=net.high)
+    if known is not None:
+        chosen.update({key: value for key, value in CLI_DEFAULT_PARAMS.items() if key in known})
+    for method, key, value in params:
+        if method is None and (known is None or key in known):
+            chosen[key] = value
+    for method, key, value in params:
+        if method == name:
+            if known is not None and key not in known:
+                raise UsageError(f"--param {method}:{key}: method {name!r} has no parameter {key!r}; it takes {', '.join(sorted(known))}")
+            chosen[key] = value
+    return chosen
