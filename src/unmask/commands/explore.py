@@ -57,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
     except (ExploreError, ImportError) as error:
         raise UsageError(" ".join(str(error).split())) from None
     if args.static:
-        index = explorer.write_static(args.static, progress=not args.no_progress)
+        try:
+            index = explorer.write_static(args.static, progress=not args.no_progress)
+        except ExploreError as error:
+            raise UsageError(str(error)) from None
         print(f"unmask: wrote the explorer to {args.static}; serve that folder (e.g. python -m http.server -d {args.static}) "
               f"and open index.html ({index})", flush=True)
         return EXIT_OK
