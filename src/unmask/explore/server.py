@@ -1,7 +1,8 @@
 """The explorer's local web server (the standard library's ``http.server``, one thread per request).
 
 It answers the app's files at ``/`` and the data paths of :mod:`unmask.explore.data`, and nothing else:
-no path from a request ever reaches the file system. It binds ``127.0.0.1`` unless told otherwise.
+no path from a request ever reaches the file system. It binds ``127.0.0.1`` unless told otherwise, and
+then answers only requests whose ``Host`` is this machine (localhost, 127.0.0.1, ::1).
 """
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ _SECURITY_HEADERS = {
 }
 
 
-def _handler(explorer: Explorer, quiet: bool) -> type[BaseHTTPRequestHandler]:
+# a server on this machine only answers requests that name this machine: another web site the user visits
+# cannot read it through a DNS name that it points at 127.0.0.1 (DNS rebinding)
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _handler(explorer: Explorer, quiet: bool, loopback_only: bool) -> type[BaseHTTPRequestHandler]:
     app = files()
 
     class Handler(BaseHTTPRequestHandler):
@@ -38,6 +44,9 @@ def _handler(explorer: Explorer, quiet: bool) -> type[BaseHTTPRequestHandler]:
             self._answer(body=False)
 
         def _answer(self, body: bool) -> None:
+            if loopback_only and urlsplit("//" + (self.headers.get("Host") or "")).hostname not in _LOOPBACK_NAMES:
+                self._fail(HTTPStatus.FORBIDDEN, "this server answers requests for localhost only", body)
+                return
             path = unquote(urlsplit(self.path).path).lstrip("/") or "index.html"
             if path in FILES:
                 content_type, data = FILES[path], app[path]
@@ -66,6 +75,8 @@ def _handler(explorer: Explorer, quiet: bool) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
+            for key, value in _SECURITY_HEADERS.items():
+                self.send_header(key, value)
             self.end_headers()
             if body:
                 self.wfile.write(data)
@@ -79,7 +90,7 @@ def _handler(explorer: Explorer, quiet: bool) -> type[BaseHTTPRequestHandler]:
 
 def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, quiet: bool = True) -> ThreadingHTTPServer:
     """A server for ``explorer`` bound to ``host:port`` (port 0: any free port; see ``server.server_address``)."""
-    server = ThreadingHTTPServer((host, port), _handler(explorer, quiet))
+    server = ThreadingHTTPServer((host, port), _handler(explorer, quiet, loopback_only=host in _LOOPBACK_NAMES))
     server.daemon_threads = True
     return server
 
