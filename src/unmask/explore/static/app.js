@@ -514,7 +514,7 @@
     if (!sel) return "nothing selected";
     const count = app.selected.length.toLocaleString("en");
     if (sel.kind === "all") return `all ${count} samples`;
-    if (sel.kind === "class") return `${count} samples of class ${className(app.stores[0], sel.value)}`;
+    if (sel.kind === "class") return `${count} samples of class ${className(app.stores[universe() ? universe().store : 0], sel.value)}`;
     if (sel.kind === "cluster") return `${count} samples of cluster ${sel.value}${state.b !== null ? ` (${sel.plot === "b" ? "second" : "first"} analysis)` : ""}`;
     return `${count} samples in the ${sel.kind === "rect" ? "rectangle" : "lasso"}`;
   }
