@@ -129,6 +129,16 @@ def test_command_line_errors_and_static_copy(cleverhans, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert command([str(store), str(tmp_path / "empty")]) == 2
     assert "not a SpRAy result" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert command([str(store), str(result), "--port", str(taken.getsockname()[1])]) == 2
+        assert "Address already in use; choose another --port" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        command([str(store), "--port", "65536"])
+    assert stopped.value.code == 2 and "0 to 65535" in capsys.readouterr().err
     site = tmp_path / "site"
     assert command([str(store), str(result), "--static", str(site), "--no-progress"]) == 0
     assert (site / "index.html").is_file() and (site / "data" / "a0" / "points.bin").is_file()
