@@ -411,6 +411,13 @@ def test_store_without_pictures_on_this_machine(tmp_path):
     assert not analysis.describe(0)["has_embedding"]
     spans = [(analysis.x[analysis.clusters == c].min(), analysis.x[analysis.clusters == c].max()) for c in range(5)]
     assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+    # a result whose labels are not numbers, or that names samples the store lacks: one clear error
+    (result / "spray.json").write_text(json.dumps({**data, "labels": ["x"] * len(data["indices"])}))
+    with pytest.raises(ExploreError, match="not a readable SpRAy result"):
+        Explorer([store], [result])
+    (result / "spray.json").write_text(json.dumps({**data, "indices": [i + 250 for i in data["indices"]]}))
+    with pytest.raises(ExploreError, match=r"index 300 \(and 249 more\) is not in the store"):
+        Explorer([store], [result])
 
 
 def test_hostile_names_stay_text(browser, tmp_path):

@@ -157,7 +157,12 @@ class Explorer:
         for path in analyses:
             data = load_analysis(path)
             store = self._store_of(Path(path), data, open_store, StoreError)
-            self.analyses.append(self._analysis(Path(path), store, data))
+            try:
+                self.analyses.append(self._analysis(Path(path), store, data))
+            except ExploreError:
+                raise
+            except (ValueError, TypeError) as error:  # labels, indices or embedding of the wrong type or shape
+                raise ExploreError(f"{path}: not a readable SpRAy result ({error})") from None
         self._cache: dict[str, bytes] = {}
         self._cache_lock = threading.Lock()
 
@@ -206,9 +211,8 @@ class Explorer:
         indices = np.asarray(data["indices"], dtype=np.int64)
         if labels.shape != indices.shape:
             raise ExploreError(f"{path}: {len(labels)} cluster labels for {len(indices)} indices")
-        known = self._views[store].positions
-        missing = [int(i) for i in indices[:100000] if int(i) not in known]
-        if missing:
+        missing = indices[~np.isin(indices, np.asarray(self._views[store].store.indices))]
+        if len(missing):
             raise ExploreError(
                 f"{path}: data set index {missing[0]} (and {len(missing) - 1} more) is not in the store "
                 f"{self._views[store].store.path}; give the store the analysis was made from"
