@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     host, port = server.server_address[:2]
     url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
     print(f"unmask: exploring {len(explorer.stores)} store(s), {len(explorer.analyses)} SpRAy result(s) at {url} (Ctrl-C stops)", flush=True)
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"unmask: warning: {host} is reachable from other machines; anyone who can reach it sees these heatmaps and file paths",
+              file=sys.stderr, flush=True)
     if args.open:
         import webbrowser
 
