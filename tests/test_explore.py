@@ -95,6 +95,22 @@ def test_data_paths_and_server(served, cleverhans):
     rows = json.loads(_get(url + "data/s0/rows/0.json")[1])
     assert [r["index"] for r in rows] == list(range(256))
     assert all(0 <= r["share"] <= 1 for r in rows) and rows[0]["label_name"] == "circle"
+    # with the object's mask or box in the store, the share is R+ inside it over all R+ (computed here from the store)
+    from unmask.store import open_store
+
+    opened = open_store(cleverhans[0])
+    for index in (0, 12, 255):
+        position = int(np.flatnonzero(opened.indices == index)[0])
+        heat = opened.read("relevance", [position])[0].astype(np.float64)
+        heat = np.clip(heat.sum(0) if heat.ndim == 3 else heat, 0, None)
+        if "mask" in opened.fields:
+            inside = opened.read("mask", [position])[0].astype(bool)
+        else:
+            x0, y0, x1, y1 = opened.field("box")[position]
+            ys, xs = np.mgrid[: heat.shape[0], : heat.shape[1]] + 0.5
+            inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+        assert inside.shape == heat.shape
+        assert rows[index]["share"] == pytest.approx(heat[inside].sum() / heat.sum(), abs=1e-4), index
     for kind in ("input", "heatmap", "overlay"):
         status, png = _get(url + f"img/s0/0/{kind}.png")
         assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
