@@ -417,6 +417,20 @@ def test_store_without_pictures_on_this_machine(tmp_path):
 
         relevance = open_store(store).relevance([256]).astype(np.float64)
         assert rows[0]["share"] == pytest.approx(np.clip(relevance, 0, None).sum() / np.abs(relevance).sum(), abs=1e-4)
+        # a browser keeps an answer only while this server runs: another run (on the same port, say) has another tag
+        with urllib.request.urlopen(url + "data/a0/points.bin", timeout=30) as response:
+            tag, cache = response.headers["ETag"], response.headers["Cache-Control"]
+        assert cache == "no-cache" and tag
+        again = urllib.request.Request(url + "data/a0/points.bin", headers={"If-None-Match": tag})
+        with pytest.raises(urllib.error.HTTPError) as unchanged:
+            urllib.request.urlopen(again, timeout=30)
+        assert unchanged.value.code == 304
+        other, other_url = serve_in_thread(Explorer([store], [result]))
+        try:
+            with urllib.request.urlopen(urllib.request.Request(other_url + "data/a0/points.bin", headers={"If-None-Match": tag}), timeout=30) as response:
+                assert response.status == 200 and response.headers["ETag"] != tag
+        finally:
+            other.shutdown()
     finally:
         server.shutdown()
     # a result without a 2-D embedding (spray --embedding none): its clusters side by side, apart

@@ -6,6 +6,7 @@ then answers only requests whose ``Host`` is this machine (localhost, 127.0.0.1,
 """
 from __future__ import annotations
 
+import secrets
 import sys
 import threading
 from http import HTTPStatus
@@ -33,6 +34,9 @@ _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 def _handler(explorer: Explorer, quiet: bool, loopback_only: bool) -> type[BaseHTTPRequestHandler]:
     app = files()
+    # every answer of this server is fixed while it runs, but another run on the same port shows other data:
+    # browsers keep answers only as long as this run's tag matches (a 304 costs no work)
+    etag = f'"{secrets.token_hex(8)}"'
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "unmask-explore"
@@ -48,6 +52,11 @@ def _handler(explorer: Explorer, quiet: bool, loopback_only: bool) -> type[BaseH
                 self._fail(HTTPStatus.FORBIDDEN, "this server answers requests for localhost only", body)
                 return
             path = unquote(urlsplit(self.path).path).lstrip("/") or "index.html"
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(HTTPStatus.NOT_MODIFIED)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
             if path in FILES:
                 content_type, data = FILES[path], app[path]
             else:
@@ -63,7 +72,8 @@ def _handler(explorer: Explorer, quiet: bool, loopback_only: bool) -> type[BaseH
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-cache" if path.endswith((".html", ".js", ".css", "meta.json")) else "max-age=3600")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("ETag", etag)
             for key, value in _SECURITY_HEADERS.items():
                 self.send_header(key, value)
             self.end_headers()
