@@ -64,7 +64,7 @@ class Analysis:
             sizes[-1] = noise
         return {
             "id": number,
-            "name": self.path.name or str(self.path),
+            "name": (self.path.parent if self.path.is_file() else self.path).resolve().name,  # the folder, also for .../spray.json
             "path": str(self.path),
             "store": self.store,
             "class": data.get("class"),
