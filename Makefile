@@ -22,9 +22,9 @@ test: $(TEST_STAMP) browser
 # headless Chromium and its driver for the browser tests of unmask explore: installed with apt when missing
 # and this is root (as in CI); elsewhere those tests skip and say why.
 browser:
-	@command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	@{ command -v chromedriver && command -v chromium; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
-	  echo "make: no chromium-driver (and not root with apt-get): the browser tests will skip"; }
+	  echo "make: no chromium + chromium-driver (not root with apt-get, or apt-get failed): the browser tests of unmask explore will skip"; }
 
 install: $(BASE_STAMP)
 install-test: $(TEST_STAMP)

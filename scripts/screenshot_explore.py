@@ -62,6 +62,13 @@ def _lasso(driver, canvas, centre, radius):
     actions.perform()  # not released: the path is still drawn in the screenshot
 
 
+def _kept_or_made(work: Path, name: str, make) -> tuple[Path, Path]:
+    """The store and SpRAy result ``name`` in ``work`` from an earlier run of this script, else ``make()``."""
+    if (work / f"spray-{name}").exists():
+        return work / f"store-{name}", work / f"spray-{name}"
+    return make()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="folder for the PNGs")
@@ -78,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        lrp = cleverhans_run(work) if not (work / "spray-lrp_epsilon_plus_flat").exists() else (work / "store-lrp_epsilon_plus_flat", work / "spray-lrp_epsilon_plus_flat")
-        gradient = cleverhans_run(work, method="gradient_x_input") if not (work / "spray-gradient_x_input").exists() else (work / "store-gradient_x_input", work / "spray-gradient_x_input")
-        large = synthetic_run(work) if not (work / "spray-synthetic").exists() else (work / "store-synthetic", work / "spray-synthetic")
+        lrp = _kept_or_made(work, "lrp_epsilon_plus_flat", lambda: cleverhans_run(work))
+        gradient = _kept_or_made(work, "gradient_x_input", lambda: cleverhans_run(work, method="gradient_x_input"))
+        large = _kept_or_made(work, "synthetic", lambda: synthetic_run(work))
         import json
 
         tag = json.loads((lrp[1] / "spray.json").read_text())["scores"]["best_cluster"]
@@ -91,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
             wait_ready(driver)
             _shot(driver, args.out / "main.png")
             _panel(driver, "#spectrum-panel", args.out / "eigenvalues.png")
-            print(f"wrote {args.out / 'eigenvalues.png'}")
             driver.find_element("css selector", "#color-by option[value='label']").click()
             driver.find_element("css selector", "[data-view='heatmap']").click()
             _shot(driver, args.out / "heatmaps.png")

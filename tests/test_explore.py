@@ -45,6 +45,23 @@ def _get(url: str) -> tuple[int, bytes]:
         return error.code, b""
 
 
+def _raw(url: str, target: str, host: str | None = None) -> tuple[int, bytes]:
+    """Send ``GET target`` exactly as written (no client-side normalisation); returns status and body."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        connection.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host or address.netloc)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
 def _redness(png: bytes, box: tuple[int, int, int, int] | None) -> float:
     """Mean of red minus blue in ``box`` (x0, y0, x1, y1 in 32-pixel units) of a heatmap PNG: bwr draws R > 0 red."""
     from PIL import Image
@@ -78,13 +95,39 @@ def test_data_paths_and_server(served, cleverhans):
     rows = json.loads(_get(url + "data/s0/rows/0.json")[1])
     assert [r["index"] for r in rows] == list(range(256))
     assert all(0 <= r["share"] <= 1 for r in rows) and rows[0]["label_name"] == "circle"
+    # with the object's mask or box in the store, the share is R+ inside it over all R+ (computed here from the store)
+    from unmask.store import open_store
+
+    opened = open_store(cleverhans[0])
+    for index in (0, 12, 255):
+        position = int(np.flatnonzero(opened.indices == index)[0])
+        heat = opened.read("relevance", [position])[0].astype(np.float64)
+        heat = np.clip(heat.sum(0) if heat.ndim == 3 else heat, 0, None)
+        if "mask" in opened.fields:
+            inside = opened.read("mask", [position])[0].astype(bool)
+        else:
+            x0, y0, x1, y1 = opened.field("box")[position]
+            ys, xs = np.mgrid[: heat.shape[0], : heat.shape[1]] + 0.5
+            inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+        assert inside.shape == heat.shape
+        assert rows[index]["share"] == pytest.approx(heat[inside].sum() / heat.sum(), abs=1e-4), index
     for kind in ("input", "heatmap", "overlay"):
         status, png = _get(url + f"img/s0/0/{kind}.png")
         assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
     # nothing but the app's own paths: no file of the store, no path outside, no unknown sample
     for path in ("store.json", "../store.json", "%2e%2e/%2e%2e/etc/passwd", "data/s9/samples.bin", "img/s0/99999/input.png",
-                 "img/s0/0/other.png", "data/a1/points.bin", "data/s0/rows/x.json"):
+                 "img/s0/0/other.png", "data/a1/points.bin", "data/s0/rows/x.json", "data/s0/rows/" + "9" * 5000 + ".json"):
         assert _get(url + path)[0] == 404, path
+    # the same, sent as raw request lines (urllib would tidy some of them): absolute, doubly encoded, mixed
+    store, _ = cleverhans
+    for target in ("/../../../../etc/passwd", "//etc/passwd", str(store / "store.json"), "/%2Fetc%2Fpasswd", "/..%2f..%2fstore.json",
+                   "/%252e%252e/store.json", "/data/s0/../../store.json", "/data/s0/rows/../../../store.json", "/.%2e/.%2e/store.json",
+                   "/img/s0/0/..%5c..%5cstore.json", f"http://127.0.0.1/{store}/store.json"):
+        status, body = _raw(url, target)
+        assert status == 404 and b"format" not in body and b"root:" not in body, target
+    # a page elsewhere cannot read the server through a DNS name pointed at 127.0.0.1 (DNS rebinding)
+    assert _raw(url, "/data/meta.json", host="attacker.example")[0] == 403
+    assert _raw(url, "/data/meta.json", host="localhost:1")[0] == 200
 
 
 def test_command_line_errors_and_static_copy(cleverhans, tmp_path, capsys):
@@ -102,10 +145,30 @@ def test_command_line_errors_and_static_copy(cleverhans, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert command([str(store), str(tmp_path / "empty")]) == 2
     assert "not a SpRAy result" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert command([str(store), str(result), "--port", str(taken.getsockname()[1])]) == 2
+        assert "Address already in use; choose another --port" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        command([str(store), "--port", "65536"])
+    assert stopped.value.code == 2 and "0 to 65535" in capsys.readouterr().err
     site = tmp_path / "site"
     assert command([str(store), str(result), "--static", str(site), "--no-progress"]) == 0
     assert (site / "index.html").is_file() and (site / "data" / "a0" / "points.bin").is_file()
     assert len(list((site / "img" / "s0").glob("*/heatmap.png"))) == 100  # the analysed samples' pictures
+    assert command([str(store), str(result), "--static", str(site), "--no-progress"]) == 0  # an earlier copy is renewed
+    # a folder with other files is never written into, nor is a file
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "index.html").write_text("my page")
+    assert command([str(store), str(result), "--static", str(own), "--no-progress"]) == 2
+    assert "other files" in capsys.readouterr().err
+    assert [p.name for p in own.iterdir()] == ["index.html"] and (own / "index.html").read_text() == "my page"
+    assert command([str(store), str(result), "--static", str(own / "index.html"), "--no-progress"]) == 2
+    assert "not a folder" in capsys.readouterr().err and (own / "index.html").read_text() == "my page"
     # a result finds the store it was made from, wherever the command runs and whatever store comes first
     other = synthetic_run(tmp_path, n=50)[0]
     explorer = Explorer([other], [result])
@@ -231,7 +294,7 @@ def test_lasso_selection_exports_its_indices(browser, served):
     assert [s["cluster"] for s in exported["samples"]] == [int(labels[indices == i][0]) for i in expected]
     csv = _download(browser, "#export-csv", "selection.csv").splitlines()
     assert csv[0] == "index,label,prediction,cluster" and [int(line.split(",")[0]) for line in csv[1:]] == expected
-    # a rectangle around the same points selects at least them
+    # a rectangle around the same points selects exactly the points inside it
     browser.find_element("css selector", "[data-tool='rect']").click()
     x0, y0 = vertices.min(0) - 2
     x1, y1 = vertices.max(0) + 2
@@ -239,7 +302,7 @@ def test_lasso_selection_exports_its_indices(browser, served):
     in_box = (screen_x >= x0) & (screen_x <= x1) & (screen_y >= y0) & (screen_y <= y1)
     wait_for(lambda: browser.execute_script("return window.unmaskExplore.state.sel.kind") == "rect")
     selected = browser.execute_script("return window.unmaskExplore.selection()")
-    assert set(expected) <= set(selected) and len(selected) == int(in_box.sum())
+    assert set(expected) <= set(selected) and selected == sorted(indices[in_box].tolist())
 
 
 def test_hundred_thousand_points_become_interactive(browser, tmp_path, capsys):
@@ -354,6 +417,20 @@ def test_store_without_pictures_on_this_machine(tmp_path):
 
         relevance = open_store(store).relevance([256]).astype(np.float64)
         assert rows[0]["share"] == pytest.approx(np.clip(relevance, 0, None).sum() / np.abs(relevance).sum(), abs=1e-4)
+        # a browser keeps an answer only while this server runs: another run (on the same port, say) has another tag
+        with urllib.request.urlopen(url + "data/a0/points.bin", timeout=30) as response:
+            tag, cache = response.headers["ETag"], response.headers["Cache-Control"]
+        assert cache == "no-cache" and tag
+        again = urllib.request.Request(url + "data/a0/points.bin", headers={"If-None-Match": tag})
+        with pytest.raises(urllib.error.HTTPError) as unchanged:
+            urllib.request.urlopen(again, timeout=30)
+        assert unchanged.value.code == 304
+        other, other_url = serve_in_thread(Explorer([store], [result]))
+        try:
+            with urllib.request.urlopen(urllib.request.Request(other_url + "data/a0/points.bin", headers={"If-None-Match": tag}), timeout=30) as response:
+                assert response.status == 200 and response.headers["ETag"] != tag
+        finally:
+            other.shutdown()
     finally:
         server.shutdown()
     # a result without a 2-D embedding (spray --embedding none): its clusters side by side, apart
@@ -364,3 +441,51 @@ def test_store_without_pictures_on_this_machine(tmp_path):
     assert not analysis.describe(0)["has_embedding"]
     spans = [(analysis.x[analysis.clusters == c].min(), analysis.x[analysis.clusters == c].max()) for c in range(5)]
     assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+    # a result whose labels are not numbers, or that names samples the store lacks: one clear error
+    (result / "spray.json").write_text(json.dumps({**data, "labels": ["x"] * len(data["indices"])}))
+    with pytest.raises(ExploreError, match="not a readable SpRAy result"):
+        Explorer([store], [result])
+    (result / "spray.json").write_text(json.dumps({**data, "indices": [i + 250 for i in data["indices"]]}))
+    with pytest.raises(ExploreError, match=r"index 300 \(and 249 more\) is not in the store"):
+        Explorer([store], [result])
+
+
+def test_hostile_names_stay_text(browser, tmp_path):
+    """Class names, folder names and sample paths that are markup, shown from a --static copy (no CSP there)."""
+    import functools
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    import h5py
+
+    store, result = synthetic_run(tmp_path, n=40)
+    with h5py.File(next((store / "shards").glob("*.h5")), "r+") as handle:
+        del handle["path"]
+        handle.create_dataset("path", data=np.array([f"{HOSTILE_NAME}/{i}.png" for i in range(40)], dtype=object),
+                              dtype=h5py.string_dtype())
+    hostile_store, hostile_result = tmp_path / (HOSTILE_NAME + " store"), tmp_path / (HOSTILE_NAME + " spray")
+    shutil.move(store, hostile_store)
+    shutil.move(result, hostile_result)
+    site = tmp_path / "site"
+    Explorer([hostile_store], [hostile_result]).write_static(site)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/#sel=all&color=label")
+        wait_ready(browser)
+        wait_for(lambda: HOSTILE_NAME in browser.find_element("css selector", "#grid").text)  # a label name in a caption
+        options = [o.text for o in browser.find_elements("css selector", "#analysis-a option")]
+        assert options[0].startswith(HOSTILE_NAME + " spray")
+        assert HOSTILE_NAME in browser.find_element("css selector", "#plot-a figcaption").text
+        assert HOSTILE_NAME in browser.find_element("css selector", "#legend").text
+        browser.find_element("css selector", "#grid .tile").click()
+        wait_for(lambda: f"{HOSTILE_NAME}/0.png" in browser.find_element("css selector", "#detail").text)
+        injected = browser.execute_script("return [window.__injected === 1, document.querySelectorAll('img[src=\"x\"]').length]")
+        assert injected == [False, 0]
+        exported = json.loads(browser.execute_script("return window.unmaskExplore.exportText('json')"))
+        assert exported["analysis"].endswith(HOSTILE_NAME + " spray") and exported["indices"] == list(range(40))
+    finally:
+        server.shutdown()

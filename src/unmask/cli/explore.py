@@ -11,6 +11,7 @@ Give a store (of 'unmask attribute') and the folders 'unmask spray --out' wrote 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -31,11 +32,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", metavar="STORE", help="a store written by 'unmask attribute' (folder or merged .h5)")
     parser.add_argument("results", nargs="*", metavar="SPRAY_RESULT",
                         help="folders written by 'unmask spray --out' (or their spray.json), or further stores to compare")
-    parser.add_argument("--port", type=non_negative_int, default=8000, metavar="N", help="port to listen on (default: 8000; 0: any free port)")
+    parser.add_argument("--port", type=_port, default=8000, metavar="N", help="port to listen on (default: 8000; 0: any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
     parser.add_argument("--static", metavar="DIR", help="write the app and its data as files to DIR instead of serving (three PNGs per analysed sample)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (with --static)")
+
+
+def _port(text: str) -> int:
+    port = non_negative_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {port}")
+    return port
 
 
 def _is_store(path: Path) -> bool:
@@ -61,17 +69,24 @@ def run(args: argparse.Namespace) -> int:
     except (ExploreError, ImportError) as error:
         raise UsageError(" ".join(str(error).split())) from None
     if args.static:
-        index = explorer.write_static(args.static, progress=not args.no_progress)
+        try:
+            index = explorer.write_static(args.static, progress=not args.no_progress)
+        except ExploreError as error:
+            raise UsageError(str(error)) from None
         print(f"unmask: wrote the explorer to {args.static}; serve that folder (e.g. python -m http.server -d {args.static}) "
               f"and open index.html ({index})", flush=True)
         return EXIT_OK
     try:
         server = make_server(explorer, args.host, args.port, quiet=True)
     except OSError as error:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}; choose another --port") from None
+        hint = "; choose another --port" if error.errno == errno.EADDRINUSE else ""
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}{hint}") from None
     host, port = server.server_address[:2]
     url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
     print(f"unmask: exploring {len(explorer.stores)} store(s), {len(explorer.analyses)} SpRAy result(s) at {url} (Ctrl-C stops)", flush=True)
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"unmask: warning: {host} is reachable from other machines; anyone who can reach it sees these heatmaps and file paths",
+              file=sys.stderr, flush=True)
     if args.open:
         import webbrowser
 

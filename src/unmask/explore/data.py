@@ -64,7 +64,7 @@ class Analysis:
             sizes[-1] = noise
         return {
             "id": number,
-            "name": self.path.name or str(self.path),
+            "name": (self.path.parent if self.path.is_file() else self.path).resolve().name,  # the folder, also for .../spray.json
             "path": str(self.path),
             "store": self.store,
             "class": data.get("class"),
@@ -157,7 +157,12 @@ class Explorer:
         for path in analyses:
             data = load_analysis(path)
             store = self._store_of(Path(path), data, open_store, StoreError)
-            self.analyses.append(self._analysis(Path(path), store, data))
+            try:
+                self.analyses.append(self._analysis(Path(path), store, data))
+            except ExploreError:
+                raise
+            except (ValueError, TypeError) as error:  # labels, indices or embedding of the wrong type or shape
+                raise ExploreError(f"{path}: not a readable SpRAy result ({error})") from None
         self._cache: dict[str, bytes] = {}
         self._cache_lock = threading.Lock()
 
@@ -186,13 +191,19 @@ class Explorer:
         return len(self._views) - 1
 
     def _store_of(self, path: Path, data: dict[str, Any], open_store: Any, store_error: Any) -> int:
-        """The store a SpRAy result was made from: the one it names if it is open or can be found, else the first."""
+        """The store a SpRAy result was made from: the one it names if it is open or can be found, else the
+        first store, if that one was made with the same method."""
         candidates = [data.get("store_path"), data.get("store")]
         base = path if path.is_dir() else path.parent
         for name in [c for c in candidates if c]:
             for where in (Path(name), base / name, base.parent / Path(name).name):
                 if where.exists():
                     return self._add_store(where, open_store, store_error)
+        first = self._views[0].store
+        made_with, shown_with = data.get("method"), first.settings.get("method")
+        if made_with and shown_with and made_with != shown_with:  # its store is gone, and the first is another
+            raise ExploreError(f"{path}: made from a store of method {made_with} (not found: {data.get('store')}), "
+                               f"but {first.path} holds {shown_with}; give the store the analysis was made from")
         return 0
 
     def _analysis(self, path: Path, store: int, data: dict[str, Any]) -> Analysis:
@@ -200,9 +211,8 @@ class Explorer:
         indices = np.asarray(data["indices"], dtype=np.int64)
         if labels.shape != indices.shape:
             raise ExploreError(f"{path}: {len(labels)} cluster labels for {len(indices)} indices")
-        known = self._views[store].positions
-        missing = [int(i) for i in indices[:100000] if int(i) not in known]
-        if missing:
+        missing = indices[~np.isin(indices, np.asarray(self._views[store].store.indices))]
+        if len(missing):
             raise ExploreError(
                 f"{path}: data set index {missing[0]} (and {len(missing) - 1} more) is not in the store "
                 f"{self._views[store].store.path}; give the store the analysis was made from"
@@ -265,7 +275,8 @@ class Explorer:
                         "path": str(fields["path"][row]),
                         "extra": {name: _finite(values[row]) for name, values in extras.items()},
                     })
-            view.rows[block] = rows
+            if rows:  # a block of no sample is not kept: requests for made-up blocks cannot fill the memory
+                view.rows[block] = rows
             return rows
 
     def picture(self, store: int, index: int, kind: str) -> bytes | None:
@@ -311,16 +322,16 @@ class Explorer:
 
         if path == "data/meta.json":
             return "application/json", _json(self.meta())
-        if match := re.fullmatch(r"data/s(\d+)/samples\.bin", path):
+        if match := re.fullmatch(r"data/s([0-9]{1,10})/samples\.bin", path):
             k = int(match.group(1))
             return None if k >= len(self._views) else ("application/octet-stream", self._cached(path, lambda: self.samples(k)))
-        if match := re.fullmatch(r"data/s(\d+)/rows/(\d+)\.json", path):
+        if match := re.fullmatch(r"data/s([0-9]{1,10})/rows/([0-9]{1,10})\.json", path):
             k, block = int(match.group(1)), int(match.group(2))
             return None if k >= len(self._views) else ("application/json", _json(self.rows(k, block)))
-        if match := re.fullmatch(r"data/a(\d+)/points\.bin", path):
+        if match := re.fullmatch(r"data/a([0-9]{1,10})/points\.bin", path):
             k = int(match.group(1))
             return None if k >= len(self.analyses) else ("application/octet-stream", self._cached(path, self.analyses[k].points))
-        if match := re.fullmatch(r"img/s(\d+)/(\d+)/(input|heatmap|overlay)\.png", path):
+        if match := re.fullmatch(r"img/s([0-9]{1,10})/([0-9]{1,10})/(input|heatmap|overlay)\.png", path):
             k, index, kind = int(match.group(1)), int(match.group(2)), match.group(3)
             if k >= len(self._views):
                 return None
@@ -336,11 +347,21 @@ class Explorer:
 
     # ------------------------------------------------------------------ static copy
     def write_static(self, folder: str | Path, progress: bool = False) -> Path:
-        """Write the app and every file it asks for under ``folder`` (host it with any static web server)."""
+        """Write the app and every file it asks for under ``folder`` (host it with any static web server).
+
+        ``folder`` must be new, empty or an earlier copy written here (it has ``index.html`` and
+        ``data/meta.json``): the files of any other folder are never overwritten.
+        """
         from .._io import write_bytes
         from .static import files as app_files
 
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise ExploreError(f"{folder}: a file, not a folder; give a new or empty folder to --static")
+        earlier_copy = (folder / "index.html").is_file() and (folder / "data" / "meta.json").is_file()
+        if folder.is_dir() and any(folder.iterdir()) and not earlier_copy:
+            raise ExploreError(f"{folder}: a folder with other files in it; give a new or empty folder to --static "
+                               "(nothing was written)")
         for name, body in app_files().items():
             write_bytes(folder / name, body)
         paths = ["data/meta.json"]

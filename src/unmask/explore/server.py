@@ -1,10 +1,12 @@
 """The explorer's local web server (the standard library's ``http.server``, one thread per request).
 
 It answers the app's files at ``/`` and the data paths of :mod:`unmask.explore.data`, and nothing else:
-no path from a request ever reaches the file system. It binds ``127.0.0.1`` unless told otherwise.
+no path from a request ever reaches the file system. It binds ``127.0.0.1`` unless told otherwise, and
+then answers only requests whose ``Host`` is this machine (localhost, 127.0.0.1, ::1).
 """
 from __future__ import annotations
 
+import secrets
 import sys
 import threading
 from http import HTTPStatus
@@ -25,8 +27,16 @@ _SECURITY_HEADERS = {
 }
 
 
-def _handler(explorer: Explorer, quiet: bool) -> type[BaseHTTPRequestHandler]:
+# a server on this machine only answers requests that name this machine: another web site the user visits
+# cannot read it through a DNS name that it points at 127.0.0.1 (DNS rebinding)
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _handler(explorer: Explorer, quiet: bool, loopback_only: bool) -> type[BaseHTTPRequestHandler]:
     app = files()
+    # every answer of this server is fixed while it runs, but another run on the same port shows other data:
+    # browsers keep answers only as long as this run's tag matches (a 304 costs no work)
+    etag = f'"{secrets.token_hex(8)}"'
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "unmask-explore"
@@ -38,7 +48,15 @@ def _handler(explorer: Explorer, quiet: bool) -> type[BaseHTTPRequestHandler]:
             self._answer(body=False)
 
         def _answer(self, body: bool) -> None:
+            if loopback_only and urlsplit("//" + (self.headers.get("Host") or "")).hostname not in _LOOPBACK_NAMES:
+                self._fail(HTTPStatus.FORBIDDEN, "this server answers requests for localhost only", body)
+                return
             path = unquote(urlsplit(self.path).path).lstrip("/") or "index.html"
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(HTTPStatus.NOT_MODIFIED)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
             if path in FILES:
                 content_type, data = FILES[path], app[path]
             else:
@@ -54,7 +72,8 @@ def _handler(explorer: Explorer, quiet: bool) -> type[BaseHTTPRequestHandler]:
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-cache" if path.endswith((".html", ".js", ".css", "meta.json")) else "max-age=3600")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("ETag", etag)
             for key, value in _SECURITY_HEADERS.items():
                 self.send_header(key, value)
             self.end_headers()
@@ -66,6 +85,8 @@ def _handler(explorer: Explorer, quiet: bool) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
+            for key, value in _SECURITY_HEADERS.items():
+                self.send_header(key, value)
             self.end_headers()
             if body:
                 self.wfile.write(data)
@@ -79,7 +100,7 @@ def _handler(explorer: Explorer, quiet: bool) -> type[BaseHTTPRequestHandler]:
 
 def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, quiet: bool = True) -> ThreadingHTTPServer:
     """A server for ``explorer`` bound to ``host:port`` (port 0: any free port; see ``server.server_address``)."""
-    server = ThreadingHTTPServer((host, port), _handler(explorer, quiet))
+    server = ThreadingHTTPServer((host, port), _handler(explorer, quiet, loopback_only=host in _LOOPBACK_NAMES))
     server.daemon_threads = True
     return server
 

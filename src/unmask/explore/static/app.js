@@ -201,10 +201,6 @@
       const scale = (0.92 * Math.min(this.canvas.width, this.canvas.height)) / span;
       this.view = [(x0 + x1) / 2, (y0 + y1) / 2, scale];
     }
-    toScreen(x, y) {
-      const [cx, cy, s] = this.view;
-      return [this.canvas.width / 2 + (x - cx) * s, this.canvas.height / 2 - (y - cy) * s];
-    }
     toData(px, py) {
       const [cx, cy, s] = this.view;
       return [cx + (px - this.canvas.width / 2) / s, cy - (py - this.canvas.height / 2) / s];
@@ -452,9 +448,8 @@
 
   // ------------------------------------------------------------------ selection
   function universe() {
-    // the samples a selection is made from: those of analysis A, or the first store without analyses
-    if (app.analyses.length) return app.analyses[state.a];
-    return null;
+    // the analysis selections are made in: A, or null when no SpRAy result was given (then the first store's samples)
+    return app.analyses.length ? app.analyses[state.a] : null;
   }
   function setSelection(sel) {
     const started = performance.now();
@@ -514,7 +509,7 @@
     if (!sel) return "nothing selected";
     const count = app.selected.length.toLocaleString("en");
     if (sel.kind === "all") return `all ${count} samples`;
-    if (sel.kind === "class") return `${count} samples of class ${className(app.stores[0], sel.value)}`;
+    if (sel.kind === "class") return `${count} samples of class ${className(app.stores[universe() ? universe().store : 0], sel.value)}`;
     if (sel.kind === "cluster") return `${count} samples of cluster ${sel.value}${state.b !== null ? ` (${sel.plot === "b" ? "second" : "first"} analysis)` : ""}`;
     return `${count} samples in the ${sel.kind === "rect" ? "rectangle" : "lasso"}`;
   }
@@ -864,7 +859,6 @@
   }
 
   async function start() {
-    const started = performance.now();
     const status = $("#status");
     try {
       app.meta = await (await fetchOk("data/meta.json")).json();
@@ -882,7 +876,6 @@
       const store = app.stores[0];
       status.textContent = `${store.count.toLocaleString("en")} samples · ${app.analyses.length} SpRAy result(s) · unmask ${app.meta.unmask_version}`;
       explore.ready = true;
-      explore.readyMs = performance.now() - started; // from this script's start
       explore.readyAt = performance.now(); // from the start of the navigation
     } catch (error) {
       status.textContent = `cannot load the data: ${error.message}`;
@@ -893,14 +886,12 @@
   // what scripts and tests may use
   const explore = {
     ready: false,
-    readyMs: null,
     readyAt: null,
     selectMs: null,
     state,
     selection: () => Array.from(app.selected),
     exportText,
     drawMs: () => Object.fromEntries(Object.entries(app.plots).map(([name, plot]) => [name, plot.lastDrawMs])),
-    toScreen: (plot, x, y) => app.plots[plot].toScreen(x, y),
     clusterValues: (plot) => (app.plots[plot].analysis ? Array.from(app.plots[plot].analysis.cluster) : null),
     screen: (plot) => { const p = app.plots[plot]; return [Array.from(p.screenX || []), Array.from(p.screenY || [])]; },
     points: (plot) => {
