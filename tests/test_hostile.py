@@ -255,3 +255,19 @@ def test_an_interrupted_explain_keeps_the_finished_images(tmp_path, register_met
     assert [image["name"] for image in results["images"]] == ["0", "1"]  # the first batch, finished before Ctrl-C
     assert (out / "index.html").is_file() and (out / "0" / "test.stops.npy").is_file()
     assert "the run stopped early: KeyboardInterrupt" in results["failures"][-1]["error"]
+
+
+def test_samples_with_non_finite_relevance_are_listed_in_the_store(tmp_path, register_method):
+    from unmask.attribution import Gradient
+
+    class HolesInOdd(Gradient):
+        def explain(self, inputs, target=None):
+            explanation = super().explain(inputs, target)
+            explanation.relevance[1::2, 0, 0, 0] = float("nan")
+            return explanation
+
+    register_method("test.holes", HolesInOdd)
+    data = [(torch.rand(3, 8, 8), 0) for _ in range(6)]
+    store = attribute(tiny(), data, tmp_path / "s", method="test.holes", batch_size=2, shard_size=4, progress=False)
+    assert store.non_finite == [1, 3, 5]
+    assert merge(tmp_path / "s", tmp_path / "m.h5").non_finite == [1, 3, 5]

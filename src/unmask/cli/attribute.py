@@ -234,10 +234,14 @@ def _run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     state = "complete" if store.complete else f"{len(store)} of {store.size} samples (other workers' shards missing)"
     print(f"unmask: store {args.out}: {state}, {seconds:.1f} s", flush=True)
+    non_finite = store.non_finite
+    if non_finite:
+        _error(f"{len(non_finite)} sample(s) have NaN or infinite relevance (listed in store.non_finite; spray leaves "
+               f"them out), e.g. sample {non_finite[0]}")
     skipped = store.skipped
     if skipped:
         first = skipped[0]
         _error(f"{len(skipped)} sample(s) could not be loaded and were skipped (listed in store.skipped), "
                f"e.g. sample {first['index']}: {first['error']}")
         return EXIT_USAGE
-    return EXIT_OK
+    return EXIT_FAILED if non_finite else EXIT_OK

@@ -155,6 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.store} holds no samples yet; run 'unmask attribute' first")
     selection, cls, what = select_class(store, args.cls, args.by)
     selection &= store.predictions >= 0  # samples skipped by 'attribute --skip-bad' have no heatmap
+    selection &= ~np.isin(store.indices, store.non_finite)  # nor have those whose relevance is NaN or infinite
     if selection.sum() < 4:
         raise UsageError(f"only {int(selection.sum())} samples of {what}; SpRAy needs at least 4")
     result = spray(

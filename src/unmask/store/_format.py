@@ -202,6 +202,18 @@ class Store:
         return found
 
     @property
+    def non_finite(self) -> list[int]:
+        """Indices of samples whose relevance holds NaN or infinite values (as the method computed it)."""
+        if self.merged:
+            return list(self.manifest.get("non_finite", []))
+        h5py = _h5py()
+        found: list[int] = []
+        for part in self._parts:
+            with h5py.File(part.path, "r") as handle:
+                found.extend(json.loads(handle.attrs.get("non_finite", "[]")))
+        return found
+
+    @property
     def label_classes(self) -> list[str]:
         """Names of the data set's labels: its own (e.g. the class folders) when it has them, else :attr:`classes`."""
         dataset = self.settings.get("dataset")

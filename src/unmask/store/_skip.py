@@ -2,7 +2,8 @@
 
 A skipped sample keeps its row in its shard, so shards stay dense and resumable: ``prediction`` and
 ``target`` are -1 (a real sample never has that), relevance, logit and probability are NaN, the path and
-the reason go to the shard's ``skipped`` attribute. Readers find them with ``Store.skipped``.
+the reason go to the shard's ``skipped`` attribute. Readers find them with ``Store.skipped``. Samples whose
+relevance came out NaN or infinite are kept as computed and listed in ``non_finite`` (``Store.non_finite``).
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def explain_tolerant(explain: Callable[[list[Any], int], dict[str, Any]], raw: l
     """Rows for ``raw``: ``explain(items, first_index)`` on the loadable items, placeholder rows for the skipped."""
     good = [j for j, item in enumerate(raw) if not isinstance(item, Skipped)]
     if len(good) == len(raw):
-        return explain(raw, first_index)
+        return _flag_non_finite(explain(raw, first_index))
     n = len(raw)
     rows: dict[str, Any] = {
         "index": np.arange(first_index, first_index + n, dtype=np.int64),
@@ -93,10 +94,24 @@ def explain_tolerant(explain: Callable[[list[Any], int], dict[str, Any]], raw: l
         logits = np.full((n, done["logits"].shape[1]), np.nan, np.float32)
         logits[good] = done["logits"]
         rows["logits"] = logits
+        rows["non_finite"] = [int(rows["index"][good[j]]) for j in _non_finite_rows(done["relevance"])]
     return rows
 
 
-def record_skipped(handle: Any, skipped: list[dict[str, Any]]) -> None:
-    """Keep the skipped samples of a shard in its ``skipped`` attribute (JSON)."""
+def _non_finite_rows(relevance: np.ndarray) -> list[int]:
+    return np.flatnonzero(~np.isfinite(relevance.reshape(len(relevance), -1)).all(1)).tolist()
+
+
+def _flag_non_finite(rows: dict[str, Any]) -> dict[str, Any]:
+    """Note the samples whose relevance holds NaN or Inf (kept as computed, but listed)."""
+    rows["non_finite"] = [int(rows["index"][j]) for j in _non_finite_rows(rows["relevance"])]
+    return rows
+
+
+def record_skipped(handle: Any, skipped: list[dict[str, Any]], non_finite: list[int] | None = None) -> None:
+    """Keep the skipped samples of a shard in its ``skipped`` attribute (JSON), and the indices of samples
+    whose relevance is not finite in ``non_finite``."""
     if skipped:
         handle.attrs["skipped"] = json.dumps(skipped)
+    if non_finite:
+        handle.attrs["non_finite"] = json.dumps(non_finite)

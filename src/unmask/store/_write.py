@@ -383,6 +383,7 @@ def attribute(
                     data = _create_datasets(handle, count, rel_shape, fields, save_logits, classes=None)
                     at = 0
                     skipped: list[dict[str, Any]] = []
+                    non_finite: list[int] = []
                     while at < count:
                         items = next(batch_iter)
                         rows = explain_tolerant(
@@ -390,12 +391,13 @@ def attribute(
                             items, start + at, rel_shape, fields,
                         )
                         skipped.extend(rows.get("skipped", []))
+                        non_finite.extend(rows.get("non_finite", []))
                         _write_rows(handle, data, at, rows, save_logits)
                         at += len(items)
                         if bar is not None:
                             bar.update(len(items))
                     handle.attrs["device"] = str(torch_device)
-                    record_skipped(handle, skipped)
+                    record_skipped(handle, skipped, non_finite)
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())
                 os.replace(tmp, final)
@@ -565,11 +567,13 @@ def merge(
         with h5py.File(tmp, "w") as dst:
             created: dict[str, Any] = {}
             skipped_here: list[dict[str, Any]] = []
+            non_finite_here: list[int] = []
             at = 0
             for span in spans:
                 part = parts[span]
                 with h5py.File(part.path, "r") as src:
                     skipped_here.extend(json.loads(src.attrs.get("skipped", "[]")))
+                    non_finite_here.extend(json.loads(src.attrs.get("non_finite", "[]")))
                     names: list[str] = []
                     src.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
                     for name in names:
@@ -580,7 +584,7 @@ def merge(
                             end = min(begin + chunk, part.count)
                             created[name][at + begin : at + end] = data[begin:end]
                 at += part.count
-            manifest["skipped"] = skipped_here
+            manifest["skipped"], manifest["non_finite"] = skipped_here, non_finite_here
             dst.attrs["unmask_store"] = json.dumps(manifest, sort_keys=True)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
