@@ -1,0 +1,96 @@
+"""The LRP engine on real architectures: timm 1.0.31 models (random weights, code untouched) as the test bed.
+
+A few models per property keep the suite fast; ``benchmarks/zoo.py`` runs the long list.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import unmask
+from torchvision_standin import install
+from zennit_oracle import efficientnet_lite_canonizers, import_zennit
+
+install()
+timm = pytest.importorskip("timm")
+
+
+def create(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+    torch.manual_seed(0)
+    return timm.create_model(name, pretrained=False, num_classes=10).to(dtype).eval()
+
+
+def zero_shifts(model: nn.Module) -> nn.Module:
+    """All biases and BatchNorm means zero: LRP-0 is then exactly gradient x input on piecewise-linear nets."""
+    with torch.no_grad():
+        for module in model.modules():
+            for name in ("bias", "running_mean"):
+                value = getattr(module, name, None)
+                if isinstance(value, torch.Tensor):
+                    value.zero_()
+    return model
+
+
+def unfolded_batchnorms(graph) -> list[str]:
+    """BatchNorm steps left in the graph whose input comes from a weighted layer."""
+    return [s.describe() for s in graph.ordered() if s.kind == "batchnorm"
+            and graph.steps.get(s.inputs[0]) is not None and graph.steps[s.inputs[0]].affine is not None]
+
+
+@pytest.mark.parametrize("name", ["res2net50_26w_4s", "cspresnet50", "regnetx_016", "repvgg_a0"])
+def test_lrp0_is_gradient_times_input_on_timm_models(name):
+    model = zero_shifts(create(name, torch.float64))
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    explainer = unmask.LRP(model, unmask.lrp.preset("epsilon", epsilon=0.0, stabilizer=0.0))
+    relevance = explainer.explain(x, target=3).relevance
+    leaf = x.clone().requires_grad_(True)
+    model(leaf)[0, 3].backward()
+    torch.testing.assert_close(relevance, leaf.grad * x, rtol=1e-9, atol=1e-9 * (leaf.grad * x).abs().max().item())
+    assert unfolded_batchnorms(explainer.graph) == []
+    if name == "regnetx_016":  # BatchNormAct2d everywhere: every norm folded, every activation kept
+        kinds = [s.kind for s in explainer.graph.ordered()]
+        assert kinds.count("batchnorm") == 0 and kinds.count("activation") > 0
+        assert sum(len(s.merged) for s in explainer.graph.ordered()) == 59
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0"])
+def test_zero_bias_presets_conserve_on_timm_models(name):
+    model = create(name)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for method in ("lrp.epsilon_plus_flat", "lrp.epsilon_gamma_box"):
+        explanation = unmask.explain(model, x, method, zero_bias=True)
+        share = explanation.conserved_share()
+        assert ((share - 1).abs() < 0.05).all(), (method, share)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    pytest.importorskip("efficientnet_lite_pytorch", reason="needs unmask[zoo]")
+    from unmask import zoo
+    from unmask.data import sample_photos
+
+    net = zoo.load("efficientnet-lite0")
+    return net.model, net.preprocess(sample_photos(["chelsea"])["chelsea"])
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 5e-4)])  # float64: 2e-13 (benchmarks/zoo.py)
+@pytest.mark.parametrize("ours, theirs", [("epsilon_plus_flat", "EpsilonPlusFlat"),
+                                          ("epsilon_alpha2_beta1", "EpsilonAlpha2Beta1")])
+def test_efficientnet_lite0_agrees_with_canonized_zennit(lite0, ours, theirs, dtype, tolerance):
+    """Zennit with every BatchNorm merged exactly and the skip adds as ``zennit.layer.Sum``; our side sees the
+    model as it is (padded convolutions, functional adds). float32 round-off alone moves either side from the
+    float64 result by up to 1.5e-4 of the max here (the relevance sums to 0.02% of the logit: the biases absorb
+    the rest), hence the wider float32 tolerance."""
+    zennit = import_zennit()
+    import copy
+
+    model, x = lite0
+    model, x = copy.deepcopy(model).to(dtype), x.to(dtype)
+    explanation = unmask.explain(model, x, f"lrp.{ours}")
+    composite = getattr(zennit.composites, theirs)(canonizers=efficientnet_lite_canonizers(model))
+    output = model(x)
+    with zennit.attribution.Gradient(model=model, composite=composite) as attributor:
+        _, expected = attributor(x, torch.eye(1000, dtype=dtype)[explanation.target] * output)
+    error = ((explanation.relevance - expected).abs().max() / expected.abs().max()).item()
+    assert error < tolerance
