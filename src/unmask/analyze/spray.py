@@ -31,7 +31,7 @@ shows a bar per step on stderr. The libraries doing the work:
 * kNN (``knn=``): ``"exact"`` (scikit-learn ``NearestNeighbors``, brute force in chunks of its
   ``working_memory``), ``"faiss"`` (faiss-cpu's HNSW graph, approximate; the ``analyze`` extra brings
   it), ``"pynndescent"`` (NN-descent, approximate). ``"auto"``: exact up to 20,000 samples, then faiss,
-  else pynndescent, else exact. Why faiss: see :data:`HNSW` (measured against pynndescent).
+  else pynndescent, else exact. Why faiss, and its settings: see :data:`HNSW` (measured against pynndescent).
 * eigensolver (``eigensolver=``): ``"arpack"``: ``scipy.sparse.linalg.eigsh`` for the *largest*
   eigenvalues of ``M = D^-1/2 W D^-1/2`` (``L``'s smallest are ``1 - `` those); Lanczos converges fast
   at the top of the spectrum and needs no factorisation, so it scales to 10^5+ samples.
@@ -73,7 +73,13 @@ EIGENSOLVERS = ("auto", "arpack", "shift-invert", "lobpcg")
 EXACT_KNN_LIMIT = 20_000
 SHIFT_INVERT_LIMIT = 5_000
 #: faiss HNSW settings of ``knn="faiss"``: links per node, candidate lists while building and searching.
-HNSW = {"M": 16, "ef_construction": 40, "ef_search": 32}
+#: Chosen by measurement (30,000 pooled 20 x 20 heatmaps, k = 11, recall of the exact neighbours, CPU
+#: seconds on this project's 2-core machine): blobs plus strong pixel noise (benchmarks/bench_spray.py's
+#: data, the hard case) M=16/ef 32: 0.92 in 8.6 s, M=16/ef 64: 0.97 in 12.0 s, M=32/ef 32: 0.98 in
+#: 14.8 s, M=32/ef 80-64: 0.99 in 20.6 s; the tests' planted blobs: 0.98 / 0.99 / 0.998. pynndescent
+#: 0.7.0 with its defaults: 0.78 (noisy) and 0.92 (planted) in 3.4 s, after 42 s of numba compilation in
+#: every new process. So faiss is the default, with M=16 and ef_search=64.
+HNSW = {"M": 16, "ef_construction": 40, "ef_search": 64}
 #: samples per slice where spray works a slice at a time (pooling, kNN queries, cluster means).
 CHUNK = 16_384
 
@@ -440,10 +446,14 @@ def spectrum(
         # lobpcg takes the constraints dense: N x components (the one step that grows with their number)
         values, vectors = lobpcg(lap, start, M=preconditioner, Y=basis.toarray(), largest=False, tol=1e-8, maxiter=5000)
     values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 2.0)
-    values = np.concatenate([np.zeros(null.shape[1]), values])
-    vectors = np.concatenate([null, vectors], axis=1)
     order = np.argsort(values, kind="stable")
-    return values[order], vectors[:, order], solver
+    out = np.empty((n, null.shape[1] + len(values)))  # one N x n_eigenvalues result, no sorted or joined copies
+    out[:, : null.shape[1]] = null
+    del null
+    for column, source in enumerate(order, start=out.shape[1] - len(values)):
+        out[:, column] = vectors[:, source]
+    del vectors
+    return np.concatenate([np.zeros(out.shape[1] - len(values)), values[order]]), out, solver
 
 
 def eigengap_clusters(eigenvalues: np.ndarray, max_clusters: int = 10, min_clusters: int = 2) -> int:
@@ -589,15 +599,16 @@ def _store_features(store: Any, positions: np.ndarray, size: int | None, normali
 
 
 def _cluster_means(features: np.ndarray, labels: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Mean feature row of each label in ``order`` (sorted; float64 sums over slices, no copy of the members)."""
+    """Mean feature row of each label in ``order`` (sorted): a sparse indicator times each slice of the
+    features, summed in float32 within a slice and float64 across slices; the members are never copied."""
     import scipy.sparse as sp
 
     which = np.searchsorted(order, labels)
     sums = np.zeros((len(order), features.shape[1]))
     for start in range(0, len(features), CHUNK):
         part = which[start : start + CHUNK]
-        indicator = sp.csr_matrix((np.ones(len(part)), (part, np.arange(len(part)))), shape=(len(order), len(part)))
-        sums += indicator @ np.asarray(features[start : start + CHUNK], dtype=np.float64)
+        indicator = sp.csr_matrix((np.ones(len(part), dtype=features.dtype), (part, np.arange(len(part)))), shape=(len(order), len(part)))
+        sums += indicator @ features[start : start + CHUNK]
     counts = np.bincount(which, minlength=len(order))
     return sums / np.maximum(counts, 1)[:, None]
 
