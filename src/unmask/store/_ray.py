@@ -132,7 +132,10 @@ def explain_on_ray(
     started_here = False
     if not ray.is_initialized():
         try:
-            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+            if ray_address:
+                ray.init(address=ray_address)
+            else:  # a local cluster for this call only: no dashboard, the workers' output stays in Ray's logs
+                ray.init(include_dashboard=False, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as error:
             where = f"the Ray cluster at {ray_address}" if ray_address else "a local Ray cluster"
             raise StoreError(f"cannot connect to {where}: {' '.join(str(error).split())}") from None
