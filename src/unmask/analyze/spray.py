@@ -563,7 +563,7 @@ class _Steps:
     def step(self, name: str, total: int | None = None, unit: str = "sample", label: str | None = None) -> Iterator[Callable[[int], None]]:
         """Time step ``name``; yields a function to call with the amount of work done (``total`` in all)."""
         bar = None
-        if self.progress and (total is not None or unit != "sample"):
+        if self.progress and (total is not None or unit == "product"):  # a bar where work can be counted, else a line
             try:
                 from tqdm.auto import tqdm
 
