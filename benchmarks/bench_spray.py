@@ -1,6 +1,7 @@
-"""SpRAy at scale: unmask.analyze.spray on 100,000 heatmaps of 20 x 20, and CoRelAy side by side.
+"""SpRAy at scale: unmask.analyze.spray on 100,000 to 1,000,000 heatmaps of 20 x 20, and CoRelAy side by side.
 
     python benchmarks/bench_spray.py                       # 100k with unmask, CoRelAy up to what fits
+    python benchmarks/bench_spray.py --n 100000 300000 1000000 --corelay   # the scale rows, no CoRelAy
     python benchmarks/bench_spray.py --n 20000 --corelay 2000 5000
     python benchmarks/bench_spray.py --json out.json
 
@@ -16,7 +17,9 @@ pdist's condensed copy). One process; for each run the wall time, the peak trace
 (tracemalloc: numpy and Python; the per-step number to compare) and the peak resident memory above the
 level at the step's start (sampled every 20 ms; includes faiss / BLAS buffers, but memory freed by an
 earlier step and kept by the allocator hides later growth) are reported, and the time ratio where both
-ran the same N.
+ran the same N. CPU seconds (all threads of this process) are given beside the wall time: on a shared
+machine the wall time depends on the other load, the CPU time much less. Each scale row runs with
+``progress=True`` (a line per step on stderr) and gives the seconds per step.
 """
 from __future__ import annotations
 
@@ -89,18 +92,19 @@ def measure(function, *args, **kwargs) -> tuple[object, dict[str, float]]:
     tracemalloc.start()
     tracemalloc.reset_peak()
     with PeakRSS() as rss:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = function(*args, **kwargs)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     _, traced = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return result, {"seconds": seconds, "traced_peak_mb": traced / 2**20, "rss_peak_above_start_mb": rss.above_start / 2**20}
+    return result, {"seconds": seconds, "cpu_seconds": cpu, "traced_peak_mb": traced / 2**20,
+                    "rss_peak_above_start_mb": rss.above_start / 2**20, "rss_peak_mb": rss.peak / 2**20}
 
 
-def run_unmask(maps: np.ndarray, n_clusters: int | None, embedding: str | None) -> object:
+def run_unmask(maps: np.ndarray, n_clusters: int | None, embedding: str | None, progress: bool = False) -> object:
     from unmask.analyze.spray import spray
 
-    return spray(maps, n_clusters=n_clusters, embedding=embedding)
+    return spray(maps, n_clusters=n_clusters, embedding=embedding, progress=progress)
 
 
 def run_corelay(maps: np.ndarray, n_clusters: int) -> object:
@@ -127,7 +131,7 @@ def free_bytes() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=100_000, help="heatmaps for unmask's scale run (default: 100000)")
+    parser.add_argument("--n", type=int, nargs="+", default=[100_000], help="heatmaps for unmask's scale runs (default: 100000)")
     parser.add_argument("--corelay", type=int, nargs="*", default=[2000, 5000, 10000, 20000, 25000, 30000], help="N for the CoRelAy runs")
     parser.add_argument("--embedding", default="tsne", help="unmask's 2-D view in the scale run (default: tsne)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
@@ -139,20 +143,26 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f}, {free_bytes() / 2**30:.1f} GiB available", flush=True)
     report: dict[str, object] = {"cores": os.cpu_count(), "load_average": load, "unmask": [], "corelay": [], "ratio": []}
 
-    maps, truth = heatmaps(args.n)
-    result, numbers = measure(run_unmask, maps, None, None if args.embedding == "none" else args.embedding)
-    numbers.update(n=args.n, clusters=result.n_clusters, ari=adjusted_rand_score(truth, result.labels),
-                   steps={k: round(v, 2) for k, v in result.timings.items()}, knn=result.settings["knn"],
-                   eigensolver=result.settings["eigensolver"], embedding=args.embedding)
-    report["unmask"].append(numbers)
-    print(
-        f"unmask  N={args.n:>7}: {numbers['seconds']:6.1f} s  traced peak {numbers['traced_peak_mb']:7.0f} MiB  "
-        f"RSS peak +{numbers['rss_peak_above_start_mb']:6.0f} MiB  clusters {result.n_clusters}  ARI {numbers['ari']:.3f}  "
-        f"steps {numbers['steps']} ({numbers['knn']}, {numbers['eigensolver']})",
-        flush=True,
-    )
-    del maps, result
-    gc.collect()
+    for n in args.n:
+        maps, truth = heatmaps(n)
+        start_rss = PeakRSS.rss()
+        result, numbers = measure(run_unmask, maps, None, None if args.embedding == "none" else args.embedding, True)
+        numbers.update(n=n, clusters=result.n_clusters, ari=adjusted_rand_score(truth, result.labels),
+                       steps={k: round(v, 2) for k, v in result.timings.items()}, knn=result.settings["knn"],
+                       eigensolver=result.settings["eigensolver"], embedding=args.embedding, load_average=os.getloadavg(),
+                       heatmaps_mb=maps.nbytes / 2**20, rss_before_mb=start_rss / 2**20)
+        report["unmask"].append(numbers)
+        print(
+            f"unmask  N={n:>7}: {numbers['seconds']:6.1f} s ({numbers['cpu_seconds']:6.1f} CPU s, load {numbers['load_average'][0]:.1f})  "
+            f"traced peak {numbers['traced_peak_mb']:7.0f} MiB  RSS peak {numbers['rss_peak_mb']:6.0f} MiB (heatmaps "
+            f"{numbers['heatmaps_mb']:.0f} MiB of it)  clusters {result.n_clusters}  ARI {numbers['ari']:.3f}  "
+            f"steps {numbers['steps']} ({numbers['knn']}, {numbers['eigensolver']})",
+            flush=True,
+        )
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2, default=float))
+        del maps, result
+        gc.collect()
 
     clusters = 5
     for n in args.corelay:

@@ -1,6 +1,7 @@
 """SpRAy: planted clusters are found, the eigengap counts them, the spectrum is right, nothing is dense."""
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
@@ -203,3 +204,121 @@ def test_report_page_has_its_pictures(tmp_path):
     assert "planted" in text and "eigenvalues.png" in text and "embedding.png" in text and "adjusted Rand index" in text
     for name in ("eigenvalues.png", "embedding.png", "cluster0_mean.png"):
         assert (tmp_path / "img" / name).stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------ at scale
+
+
+def test_approximate_knn_recalls_the_exact_neighbours():
+    spray_module = importlib.import_module("unmask.analyze.spray")  # the package exports the function under that name
+
+    maps, _ = planted(4000, 5)
+    features = preprocess(maps)
+    k = default_k(len(features))
+    exact, used = spray_module.nearest_neighbors(features, k, "exact")
+    approximate, backend = spray_module.nearest_neighbors(features, k, "faiss")
+    assert (used, backend) == ("exact", "faiss") and approximate.shape == exact.shape == (4000, k)
+    assert not (approximate == np.arange(4000)[:, None]).any(), "no sample is its own neighbour"
+    recall = np.mean([len(set(a) & set(e)) / k for a, e in zip(approximate, exact)])
+    assert recall >= 0.95, recall
+    assert spray_module._knn_backend("auto", spray_module.EXACT_KNN_LIMIT + 1) == "faiss"  # the default install's path
+    assert spray_module._knn_backend("auto", spray_module.EXACT_KNN_LIMIT) == "exact"
+
+
+def test_the_default_backend_above_the_exact_limit_keeps_the_planted_labels(monkeypatch):
+    spray_module = importlib.import_module("unmask.analyze.spray")  # the package exports the function under that name
+
+    maps, truth = planted(3000, 4)
+    exact = spray(maps, embedding=None, knn="exact")
+    monkeypatch.setattr(spray_module, "EXACT_KNN_LIMIT", 1000)  # 3,000 samples take the path of 20,001+
+    approximate = spray(maps, embedding=None)
+    assert approximate.settings["knn"] == "faiss" and exact.settings["knn"] == "exact"
+    assert approximate.n_clusters == exact.n_clusters == 4
+    assert approximate.adjusted_rand_index(exact.labels) >= 0.99
+    assert approximate.adjusted_rand_index(truth) >= 0.99
+
+
+def test_memory_stays_below_one_copy_of_the_heatmaps():
+    import tracemalloc
+
+    maps, truth = planted(8000, 3)
+    before = maps.copy()
+    features = preprocess(maps)
+    assert np.shares_memory(features, maps) and not features.flags.writeable  # float32 at 20 x 20: a view
+    spray(maps[:300], embedding=None, knn="faiss")  # the imports (faiss, scipy, scikit-learn) are not the pipeline's memory
+    tracemalloc.start()
+    try:
+        result = spray(maps, embedding=None, knn="faiss")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the largest piece is ARPACK's Lanczos basis (65 x N float64, 0.33 maps.nbytes); a float64 copy of the
+    # heatmaps would be 2 maps.nbytes, a float32 copy alive beside the eigensolver about 1.7, N x N 40
+    assert peak < 1.5 * maps.nbytes, (peak, maps.nbytes)
+    np.testing.assert_array_equal(maps, before)
+    assert result.adjusted_rand_index(truth) >= 0.99
+    sizes = {c.label: c.size for c in result.clusters}
+    for cluster in result.clusters:  # means summed slice by slice equal numpy's on the members
+        np.testing.assert_allclose(cluster.mean_heatmap, maps[result.labels == cluster.label].mean(0), atol=1e-5)
+    assert sum(sizes.values()) == 8000
+
+
+def test_spectrum_with_many_components_matches_the_dense_reference():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    blocks = []
+    for size in (40, 30, 25, 12, 8, 5, 3):
+        a = (rng.random((size, size)) < 0.3).astype(float)
+        a = np.triu(a, 1)
+        a = a + a.T
+        a[np.arange(size - 1), np.arange(1, size)] = a[np.arange(1, size), np.arange(size - 1)] = 1  # connected: a path
+        blocks.append(a)
+    w = sp.csr_matrix(sp.block_diag(blocks))
+    m, _ = laplacian(w)
+    reference = np.linalg.eigvalsh(np.eye(w.shape[0]) - m.toarray())[:12]
+    assert np.sum(reference < 1e-9) == 7
+    for solver in ("arpack", "shift-invert", "lobpcg"):
+        values, vectors, _ = spectrum(w, 12, solver)
+        np.testing.assert_allclose(values, reference, atol=1e-5 if solver != "lobpcg" else 1e-3)
+        # eigenvectors: L v = lambda v
+        lap = np.eye(w.shape[0]) - m.toarray()
+        np.testing.assert_allclose(lap @ vectors, vectors * values, atol=1e-4 if solver != "lobpcg" else 1e-2)
+    values, vectors, _ = spectrum(w, 5, "arpack")  # fewer asked than components: the largest ones' vectors
+    assert np.allclose(values, 0) and vectors.shape == (w.shape[0], 5)
+    assert [int((np.abs(v) > 0).sum()) for v in vectors.T] == [40, 30, 25, 12, 8]
+
+
+def test_a_store_is_pooled_slice_by_slice_and_progress_is_shown(tmp_path, monkeypatch, capsys):
+    spray_module = importlib.import_module("unmask.analyze.spray")  # the package exports the function under that name
+    from unmask.store import attribute
+
+    class Maps(torch.utils.data.Dataset):
+        def __init__(self):
+            self.maps, self.truth = planted(90, 3, size=16)
+
+        def __len__(self):
+            return 90
+
+        def __getitem__(self, i):
+            return torch.from_numpy(self.maps[i])[None].repeat(3, 1, 1), int(self.truth[i])
+
+    data = Maps()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 256, 3))
+    store = attribute(model, data, tmp_path / "s", method="gradient_x_input", target=0, relevance="full", shard_size=32, progress=False)
+    read = []
+    original = type(store).iter_relevance
+
+    def spy(self, positions=None, chunk=1024):
+        read.append(chunk)
+        return original(self, positions, chunk)
+
+    monkeypatch.setattr(type(store), "iter_relevance", spy)
+    monkeypatch.setattr(spray_module, "CHUNK", 20)
+    streamed = spray(store, size=8, embedding=None, progress=True)
+    assert read == [20]  # slices of at most CHUNK samples (and at most about 64 MB)
+    whole = spray(store.relevance(), size=8, embedding=None)
+    np.testing.assert_array_equal(streamed.labels, whole.labels)
+    err = capsys.readouterr().err
+    for step in ("spray pool (store)", "spray kNN graph", "spray 32 eigenvectors", "spray kmeans", "spray view"):
+        assert step in err, err

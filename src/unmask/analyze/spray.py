@@ -20,12 +20,18 @@ cannot reveal. The steps, as in the paper:
    DBSCAN or HDBSCAN (scikit-learn);
 6. a 2-D embedding of the spectral embedding for viewing: t-SNE (openTSNE, else scikit-learn) or UMAP.
 
-No dense N x N matrix is ever formed. The libraries doing the work:
+No dense N x N matrix is ever formed, and no float64 copy of the heatmaps: the features are float32
+(a read-only view of the input when it is already float32 at the pooled size), a store is read and
+pooled a slice at a time, cluster means are summed a slice at a time, and the null space of the
+Laplacian is held as one value per sample. For 10^6 samples of 20 x 20 the largest pieces are the
+features (1.6 GB), faiss's copy of them in its index (1.6 GB), the kNN graph and the Laplacian
+(about 0.3 GB each) and ARPACK's Lanczos basis (``ncv`` vectors of N float64). ``progress=True``
+shows a bar per step on stderr. The libraries doing the work:
 
 * kNN (``knn=``): ``"exact"`` (scikit-learn ``NearestNeighbors``, brute force in chunks of its
-  ``working_memory``), ``"faiss"`` (HNSW graph, approximate, recall about 0.98), ``"pynndescent"``
-  (NN-descent, approximate). ``"auto"``: exact up to 20,000 samples, then faiss if installed, else
-  pynndescent, else exact.
+  ``working_memory``), ``"faiss"`` (faiss-cpu's HNSW graph, approximate; the ``analyze`` extra brings
+  it), ``"pynndescent"`` (NN-descent, approximate). ``"auto"``: exact up to 20,000 samples, then faiss,
+  else pynndescent, else exact. Why faiss, and its settings: see :data:`HNSW` (measured against pynndescent).
 * eigensolver (``eigensolver=``): ``"arpack"``: ``scipy.sparse.linalg.eigsh`` for the *largest*
   eigenvalues of ``M = D^-1/2 W D^-1/2`` (``L``'s smallest are ``1 - `` those); Lanczos converges fast
   at the top of the spectrum and needs no factorisation, so it scales to 10^5+ samples.
@@ -48,10 +54,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -64,6 +72,16 @@ KNN_BACKENDS = ("auto", "exact", "faiss", "pynndescent")
 EIGENSOLVERS = ("auto", "arpack", "shift-invert", "lobpcg")
 EXACT_KNN_LIMIT = 20_000
 SHIFT_INVERT_LIMIT = 5_000
+#: faiss HNSW settings of ``knn="faiss"``: links per node, candidate lists while building and searching.
+#: Chosen by measurement (30,000 pooled 20 x 20 heatmaps, k = 11, recall of the exact neighbours, CPU
+#: seconds on this project's 2-core machine): blobs plus strong pixel noise (benchmarks/bench_spray.py's
+#: data, the hard case) M=16/ef 32: 0.92 in 8.6 s, M=16/ef 64: 0.97 in 12.0 s, M=32/ef 32: 0.98 in
+#: 14.8 s, M=32/ef 80-64: 0.99 in 20.6 s; the tests' planted blobs: 0.98 / 0.99 / 0.998. pynndescent
+#: 0.7.0 with its defaults: 0.78 (noisy) and 0.92 (planted) in 3.4 s, after 42 s of numba compilation in
+#: every new process. So faiss is the default, with M=16 and ef_search=64.
+HNSW = {"M": 16, "ef_construction": 40, "ef_search": 64}
+#: samples per slice where spray works a slice at a time (pooling, kNN queries, cluster means).
+CHUNK = 16_384
 
 
 @dataclass
@@ -187,6 +205,16 @@ def preprocess(heatmaps: Any, size: int | None = 20, normalize: str | None = Non
     n = heatmaps.shape[0]
     hw = tuple(heatmaps.shape[-2:])
     out_hw = hw if size is None else (size, size)
+    if isinstance(heatmaps, np.ndarray) and heatmaps.dtype == np.float32 and heatmaps.ndim == 3 and hw == out_hw and normalize is None:
+        # nothing to pool or scale: a read-only view, no copy (10^6 pooled heatmaps are 1.6 GB)
+        for start in range(0, n, chunk):
+            block = heatmaps[start : start + chunk].reshape(-1, hw[0] * hw[1])
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                raise ValueError(f"heatmap {start + int(np.flatnonzero(~finite)[0])} holds NaN or infinite values")
+        view = heatmaps.reshape(n, -1).view()
+        view.flags.writeable = False
+        return view
     out = np.empty((n, out_hw[0] * out_hw[1]), dtype=np.float32)
     for start in range(0, n, chunk):
         block = heatmaps[start : start + chunk]
@@ -237,25 +265,42 @@ def _knn_backend(knn: str, n: int) -> str:
     return "exact"
 
 
-def nearest_neighbors(features: np.ndarray, k: int, knn: str = "auto", random_state: int = 0) -> tuple[np.ndarray, str]:
-    """Indices ``(N, k)`` of every sample's ``k`` nearest other samples (Euclidean) and the backend used."""
+def nearest_neighbors(
+    features: np.ndarray, k: int, knn: str = "auto", random_state: int = 0, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, str]:
+    """Indices ``(N, k)`` of every sample's ``k`` nearest other samples (Euclidean) and the backend used.
+
+    ``progress`` (optional) is called with the number of samples done, twice per sample for faiss
+    (added to the index, then searched) and once for exact search.
+    """
     n = features.shape[0]
     backend = _knn_backend(knn, n)
     features = np.ascontiguousarray(features, dtype=np.float32)
+    tick = progress or (lambda _done: None)
     if backend == "exact":
         from sklearn.neighbors import NearestNeighbors
 
-        _, found = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(features).kneighbors(features)
+        search = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(features)
+        found = np.empty((n, k + 1), dtype=np.int64)
+        for start in range(0, n, CHUNK):
+            found[start : start + CHUNK] = search.kneighbors(features[start : start + CHUNK], return_distance=False)
+            tick(len(found[start : start + CHUNK]))
     elif backend == "faiss":
         try:
             import faiss
         except ImportError:
-            raise ImportError("knn='faiss' needs faiss: pip install faiss-cpu") from None
-        index = faiss.IndexHNSWFlat(features.shape[1], 16)
-        index.hnsw.efConstruction = 40
-        index.add(features)
-        index.hnsw.efSearch = max(2 * (k + 1), 32)
-        _, found = index.search(features, k + 1)
+            raise ImportError("knn='faiss' needs faiss: pip install faiss-cpu (or 'unmask[analyze]')") from None
+        index = faiss.IndexHNSWFlat(features.shape[1], HNSW["M"])
+        index.hnsw.efConstruction = HNSW["ef_construction"]
+        for start in range(0, n, CHUNK):
+            index.add(features[start : start + CHUNK])
+            tick(len(features[start : start + CHUNK]))
+        index.hnsw.efSearch = max(2 * (k + 1), HNSW["ef_search"])
+        found = np.empty((n, k + 1), dtype=np.int64)
+        for start in range(0, n, CHUNK):
+            _, found[start : start + CHUNK] = index.search(features[start : start + CHUNK], k + 1)
+            tick(len(found[start : start + CHUNK]))
+        del index
     else:
         try:
             import pynndescent
@@ -295,12 +340,15 @@ def _graph(found: np.ndarray, n: int) -> Any:
     import scipy.sparse as sp
 
     k = found.shape[1]
-    rows = np.repeat(np.arange(n), k)
-    cols = found.reshape(-1)
-    valid = cols >= 0
-    w = sp.csr_matrix((np.ones(int(valid.sum()), dtype=np.float64), (rows[valid], cols[valid])), shape=(n, n))
+    index = np.int32 if n < 2**31 else np.int64
+    rows = np.repeat(np.arange(n, dtype=index), k)
+    cols = found.reshape(-1).astype(index)
+    valid = (cols >= 0) & (cols != rows)
+    rows, cols = rows[valid], cols[valid]
+    w = sp.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(n, n))
+    del rows, cols
     w = w.maximum(w.T).tocsr()
-    w.setdiag(0)
+    w.data[:] = 1.0  # a pair found from both sides is one edge
     w.eliminate_zeros()
     return w
 
@@ -316,13 +364,18 @@ def laplacian(w: Any) -> tuple[Any, np.ndarray]:
     return (scale @ w @ scale).tocsr(), d
 
 
-def spectrum(w: Any, n_eigenvalues: int, eigensolver: str = "auto", random_state: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+def spectrum(
+    w: Any, n_eigenvalues: int, eigensolver: str = "auto", random_state: int = 0, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """The ``n_eigenvalues`` smallest eigenvalues (ascending) and eigenvectors of ``L = I - D^-1/2 W D^-1/2``.
 
     The null space of ``L`` is known exactly: one vector ``D^1/2 1_C`` per connected component ``C`` of
     the graph. Krylov solvers started from one vector cannot see an eigenvalue's multiplicity, so
     these vectors are taken as they are (largest components first) and the solver runs on the
-    orthogonal complement (deflation) for the remaining eigenvalues.
+    orthogonal complement (deflation) for the remaining eigenvalues. The component vectors have
+    disjoint supports, so they are held as one sparse ``N x components`` matrix (N values), however
+    many small components a large graph has. ``progress`` (optional) is called once per product with
+    the operator.
     """
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
@@ -338,31 +391,32 @@ def spectrum(w: Any, n_eigenvalues: int, eigensolver: str = "auto", random_state
     count, component = connected_components(w, directed=False)
     sizes = np.bincount(component, minlength=count)
     order = np.argsort(-sizes, kind="stable")
+    rank = np.empty(count, dtype=np.int64)
+    rank[order] = np.arange(count)  # column of each component: the largest first
     root = np.sqrt(degrees)
-    null = np.zeros((n, min(count, n_eigenvalues)))
-    for column, comp in enumerate(order[: null.shape[1]]):
-        members = component == comp
-        null[members, column] = root[members] / max(np.linalg.norm(root[members]), 1e-300)
+    norms = np.sqrt(np.bincount(component, weights=degrees, minlength=count))
+    values_in_basis = root / np.maximum(norms[component], 1e-300)
+    # every component's vector is projected out, not only the ones returned
+    basis = sp.csr_matrix((values_in_basis, (np.arange(n), rank[component])), shape=(n, count))
+    null = basis[:, : min(count, n_eigenvalues)].toarray()
     rest = n_eigenvalues - null.shape[1]
     if rest <= 0:
         return np.zeros(n_eigenvalues), null, solver
-    # every component's vector is projected out, not only the ones returned
-    if count > null.shape[1]:
-        basis = np.zeros((n, count))
-        for column, comp in enumerate(order):
-            members = component == comp
-            basis[members, column] = root[members] / max(np.linalg.norm(root[members]), 1e-300)
-    else:
-        basis = null
+    basis_t = basis.T.tocsr()
+    tick = progress or (lambda _done: None)
 
     def project(x: np.ndarray) -> np.ndarray:
-        return x - basis @ (basis.T @ x)
+        return x - basis @ (basis_t @ x)
 
     rng = np.random.default_rng(random_state)
     v0 = project(rng.standard_normal(n))
     if solver == "arpack":
         # largest eigenvalues of M (= 1 - smallest of L) on the complement: no factorisation needed
-        operator = LinearOperator((n, n), matvec=lambda x: project(m @ project(x)), dtype=np.float64)
+        def product(x: np.ndarray) -> np.ndarray:
+            tick(1)
+            return project(m @ project(x))
+
+        operator = LinearOperator((n, n), matvec=product, dtype=np.float64)
         values, vectors = eigsh(operator, k=rest, which="LA", v0=v0, tol=1e-7, maxiter=max(1000, 20 * n))
         values = 1.0 - values
     elif solver == "shift-invert":
@@ -370,7 +424,12 @@ def spectrum(w: Any, n_eigenvalues: int, eigensolver: str = "auto", random_state
 
         sigma = 1e-3  # L + sigma I is positive definite, so the factorisation is stable
         factor = splu((sp.identity(n, format="csc") * (1.0 + sigma) - m.tocsc()).tocsc())
-        operator = LinearOperator((n, n), matvec=lambda x: project(factor.solve(project(np.asarray(x, dtype=np.float64).ravel()))), dtype=np.float64)
+
+        def solve(x: np.ndarray) -> np.ndarray:
+            tick(1)
+            return project(factor.solve(project(np.asarray(x, dtype=np.float64).ravel())))
+
+        operator = LinearOperator((n, n), matvec=solve, dtype=np.float64)
         theta, vectors = eigsh(operator, k=rest, which="LA", v0=v0, tol=1e-10, maxiter=max(1000, 20 * n))
         values = 1.0 / theta - sigma
     else:
@@ -385,12 +444,17 @@ def spectrum(w: Any, n_eigenvalues: int, eigensolver: str = "auto", random_state
         except ImportError:
             pass
         start = project(rng.standard_normal((n, rest)))
-        values, vectors = lobpcg(lap, start, M=preconditioner, Y=basis, largest=False, tol=1e-8, maxiter=5000)
+        # lobpcg takes the constraints dense: N x components (the one step that grows with their number)
+        values, vectors = lobpcg(lap, start, M=preconditioner, Y=basis.toarray(), largest=False, tol=1e-8, maxiter=5000)
     values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 2.0)
-    values = np.concatenate([np.zeros(null.shape[1]), values])
-    vectors = np.concatenate([null, vectors], axis=1)
     order = np.argsort(values, kind="stable")
-    return values[order], vectors[:, order], solver
+    out = np.empty((n, null.shape[1] + len(values)))  # one N x n_eigenvalues result, no sorted or joined copies
+    out[:, : null.shape[1]] = null
+    del null
+    for column, source in enumerate(order, start=out.shape[1] - len(values)):
+        out[:, column] = vectors[:, source]
+    del vectors
+    return np.concatenate([np.zeros(out.shape[1] - len(values)), values[order]]), out, solver
 
 
 #: Clusterers that find the number of groups themselves (label -1: noise); ``n_clusters`` is what they found.
@@ -493,6 +557,67 @@ def _embed(spectral_all: np.ndarray, method: str | None, max_samples: int, rando
 # ------------------------------------------------------------------------------------------ spray
 
 
+class _Steps:
+    """Seconds per step of :func:`spray` and, with ``progress``, a bar (tqdm) or a line per step on stderr."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, total: int | None = None, unit: str = "sample", label: str | None = None) -> Iterator[Callable[[int], None]]:
+        """Time step ``name``; yields a function to call with the amount of work done (``total`` in all)."""
+        bar = None
+        if self.progress and (total is not None or unit == "product"):  # a bar where work can be counted, else a line
+            try:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=total, desc=f"spray {label or name}", unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+            except ImportError:
+                bar = None
+        started = time.perf_counter()
+        try:
+            yield bar.update if bar is not None else (lambda _done: None)
+        finally:
+            seconds = time.perf_counter() - started
+            self.timings[name] = self.timings.get(name, 0.0) + seconds
+            if bar is not None:
+                bar.close()
+            if self.progress:
+                print(f"spray {label or name}: {seconds:.1f} s", file=sys.stderr, flush=True)
+
+
+def _store_features(store: Any, positions: np.ndarray, size: int | None, normalize: str | None, tick: Callable[[int], None]) -> np.ndarray:
+    """A store's heatmaps at ``positions``, pooled slice by slice (at most about 64 MB of relevance read at once)."""
+    shape = store.relevance_shape
+    spatial = tuple(shape[-2:])
+    side = spatial if size is None else (size, size)
+    out = np.empty((len(positions), side[0] * side[1]), dtype=np.float32)
+    chunk = int(max(1, min(CHUNK, (64 << 20) // max(1, 4 * int(np.prod(shape))))))
+    at = 0
+    for _, values in store.iter_relevance(positions, chunk=chunk):
+        maps = values if values.ndim >= 3 else values.reshape(len(values), *spatial)
+        out[at : at + len(values)] = preprocess(maps, size=size, normalize=None)
+        at += len(values)
+        tick(len(values))
+    return _normalize(out, normalize)
+
+
+def _cluster_means(features: np.ndarray, labels: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Mean feature row of each label in ``order`` (sorted): a sparse indicator times each slice of the
+    features, summed in float32 within a slice and float64 across slices; the members are never copied."""
+    import scipy.sparse as sp
+
+    which = np.searchsorted(order, labels)
+    sums = np.zeros((len(order), features.shape[1]))
+    for start in range(0, len(features), CHUNK):
+        part = which[start : start + CHUNK]
+        indicator = sp.csr_matrix((np.ones(len(part), dtype=features.dtype), (part, np.arange(len(part)))), shape=(len(order), len(part)))
+        sums += indicator @ features[start : start + CHUNK]
+    counts = np.bincount(which, minlength=len(order))
+    return sums / np.maximum(counts, 1)[:, None]
+
+
 def spray(
     heatmaps: Any,
     n_clusters: int | None = None,
@@ -511,18 +636,21 @@ def spray(
     n_nearest: int = 8,
     select: Any = None,
     random_state: int = 0,
+    progress: bool = False,
 ) -> SprayResult:
     """Spectral relevance analysis of many heatmaps (see the module docstring for the steps).
 
     ``heatmaps``: an ``(N, H, W)`` or ``(N, C, H, W)`` tensor or array, or a :class:`unmask.store.Store`
     (read and pooled a slice at a time). ``select`` picks samples: a boolean mask or positions (for a
     store, e.g. ``store.labels == 3``). ``n_clusters=None`` lets the eigengap choose among
-    ``2 .. max_clusters``; ``k=None`` uses ``ceil(ln N)`` neighbours.
+    ``2 .. max_clusters``; ``k=None`` uses ``ceil(ln N)`` neighbours. ``progress=True`` shows each step
+    (pooling, kNN, eigenvectors, clustering, view) on stderr; ``SprayResult.timings`` has their seconds.
     """
     from ..store import Store
 
     started = time.perf_counter()
-    timings: dict[str, float] = {}
+    steps = _Steps(progress)
+    timings = steps.timings
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     if clusterer not in CLUSTERERS:
@@ -538,13 +666,15 @@ def spray(
     if isinstance(heatmaps, Store):
         store = heatmaps
         positions = store._positions(select)
-        features = _normalize(store.heatmaps(positions, size=size).reshape(len(positions), -1), normalize)
+        with steps.step("preprocess", total=len(positions), label="pool (store)") as tick:
+            features = _store_features(store, positions, size, normalize, tick)
         indices = store.indices[positions]
     else:
-        if select is not None:
-            mask = np.asarray(select)
-            heatmaps = heatmaps[np.flatnonzero(mask) if mask.dtype == bool else mask]
-        features = preprocess(heatmaps, size=size, normalize=normalize)
+        with steps.step("preprocess", label="pool"):
+            if select is not None:
+                mask = np.asarray(select)
+                heatmaps = heatmaps[np.flatnonzero(mask) if mask.dtype == bool else mask]
+            features = preprocess(heatmaps, size=size, normalize=normalize)
         indices = np.arange(len(features)) if select is None else (
             np.flatnonzero(np.asarray(select)) if np.asarray(select).dtype == bool else np.asarray(select).reshape(-1)
         )
@@ -552,47 +682,47 @@ def spray(
     if n < 4:
         raise ValueError(f"SpRAy needs at least 4 heatmaps, got {n}")
     side = int(round(math.sqrt(features.shape[1]))) if size is None else size
-    timings["preprocess"] = time.perf_counter() - started
 
     k = default_k(n) if k is None else k
     if not isinstance(k, (int, np.integer)) or not 1 <= k < n:
         raise ValueError(f"k must be an integer in 1 .. {n - 1} for {n} samples, got {k!r}")
     if n_clusters is not None and (not isinstance(n_clusters, (int, np.integer)) or not 1 <= n_clusters < n):
         raise ValueError(f"n_clusters must be an integer in 1 .. {n - 1} (or None for the eigengap), got {n_clusters!r}")
-    tick = time.perf_counter()
-    found, backend = nearest_neighbors(features, int(k), knn, random_state)
-    w = _graph(found, n)
-    del found
-    timings["knn"] = time.perf_counter() - tick
+    backend = _knn_backend(knn, n)
+    with steps.step("knn", total=2 * n if backend == "faiss" else (n if backend == "exact" else None),
+                    label=f"kNN graph (k={int(k)}, {backend})") as tick:
+        found, backend = nearest_neighbors(features, int(k), backend, random_state, progress=tick)
+        w = _graph(found, n)
+        del found
 
     m = int(min(max(n_eigenvalues, (n_clusters or 0) + 1, max_clusters + 1), n - 1))
-    tick = time.perf_counter()
-    values, vectors, solver = spectrum(w, m, eigensolver, random_state)
-    timings["eigen"] = time.perf_counter() - tick
+    with steps.step("eigen", unit="product", label=f"{m} eigenvectors") as tick:
+        values, vectors, solver = spectrum(w, m, eigensolver, random_state, progress=tick)
     gaps = np.diff(values)
     suggested = eigengap_clusters(values, max_clusters=max_clusters)
     chosen_n = int(n_clusters) if n_clusters is not None else suggested
 
-    tick = time.perf_counter()
-    spectral = vectors[:, : max(chosen_n, 2)]
-    norms = np.linalg.norm(spectral, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    spectral = spectral / norms
-    if chosen_n == 1:
-        labels = np.zeros(n, dtype=np.int64)
-    else:
-        labels = np.asarray(_cluster(spectral, chosen_n, clusterer, w, random_state, dict(cluster_params or {})), dtype=np.int64)
-    timings["cluster"] = time.perf_counter() - tick
+    with steps.step("cluster", unit="step", label=f"{clusterer} ({chosen_n} clusters)"):
+        spectral = vectors[:, : max(chosen_n, 2)]
+        norms = np.linalg.norm(spectral, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        spectral = spectral / norms
+        if chosen_n == 1:
+            labels = np.zeros(n, dtype=np.int64)
+        else:
+            labels = np.asarray(_cluster(spectral, chosen_n, clusterer, w, random_state, dict(cluster_params or {})), dtype=np.int64)
 
-    tick = time.perf_counter()
-    view_input = vectors[:, : min(m, max(chosen_n, 2) + 8)]
-    view_norms = np.linalg.norm(view_input, axis=1, keepdims=True)
-    view_norms[view_norms == 0] = 1.0
-    coords = _embed(view_input / view_norms, embedding, embedding_samples, random_state)
-    timings["embedding"] = time.perf_counter() - tick
+    with steps.step("embedding", unit="step", label=f"view ({embedding})"):
+        view_input = vectors[:, : min(m, max(chosen_n, 2) + 8)]
+        view_norms = np.linalg.norm(view_input, axis=1, keepdims=True)
+        view_norms[view_norms == 0] = 1.0
+        coords = _embed(view_input / view_norms, embedding, embedding_samples, random_state)
+        del view_input
 
+    unique = np.unique(labels)
+    means = _cluster_means(features, labels, unique)
     clusters = []
-    for label in np.unique(labels):
+    for label, mean in zip(unique, means):
         members = np.flatnonzero(labels == label)
         centre = spectral[members].mean(axis=0)
         distance = np.linalg.norm(spectral[members] - centre, axis=1)
@@ -602,7 +732,7 @@ def spray(
                 label=int(label),
                 size=int(len(members)),
                 fraction=float(len(members) / n),
-                mean_heatmap=features[members].mean(axis=0).reshape(side, -1),
+                mean_heatmap=mean.astype(np.float32).reshape(side, -1),
                 nearest=nearest,
             )
         )

@@ -5,6 +5,11 @@
     unmask attribute list.csv --out runs/x --model net.pt --arch mymodule:build --method lrp.epsilon_plus
     unmask attribute data/ --out runs/x --worker 0 --workers 2    # two processes, one folder each or shared
     unmask attribute --merge runs/x0 runs/x1 --out runs/x.h5      # one file from several workers' stores
+    unmask attribute data/ --out runs/x --engine ray              # shards as Ray tasks on a local cluster
+    unmask attribute data/ --out runs/x --ray-address auto --device cuda   # a running cluster, one GPU per task
+
+Under torchrun (RANK, WORLD_SIZE) or SLURM (an array job's SLURM_ARRAY_TASK_ID/COUNT, srun's
+SLURM_PROCID/NTASKS) --worker and --workers are read from the environment when not given.
 
 Killed (Ctrl-C, kill -9, a crash) and started again with the same arguments, it computes only what is
 missing; the finished store holds every sample once with the numbers of an uninterrupted run.
@@ -55,10 +60,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="samples per forward/backward pass (default: 32)")
     parser.add_argument("--shard-size", type=positive_int, default=256, metavar="N", help="samples per shard file (default: 256)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--worker", type=non_negative_int, default=0, metavar="I", help="this process's number when several share the work (default: 0)")
-    parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help="how many processes share the work (default: 1)")
+    parser.add_argument("--worker", type=non_negative_int, default=None, metavar="I", help="this process's number when several share the work (default: from torchrun/SLURM, else 0)")
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N", help="how many processes share the work (default: from torchrun/SLURM, else 1)")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU threads of this process (default: all cores, or cores / --workers when several workers share the machine)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0, metavar="N", help="data loading processes (default: 0, in this process)")
+    parser.add_argument("--engine", choices=("local", "ray"), default=None, help="local: this process (default); ray: one Ray task per shard")
+    parser.add_argument("--ray-address", metavar="ADDRESS", help="Ray cluster to use (auto, HOST:PORT, ray://HOST:10001; implies --engine ray; default: start a local one)")
+    parser.add_argument("--ray-cpus", type=positive_int, default=1, metavar="N", help="CPUs (torch threads) per Ray task (default: 1)")
     parser.add_argument("--save-logits", action="store_true", help="also keep every sample's whole output")
     parser.add_argument("--image-size", type=positive_int, default=224, metavar="PX", help="input size for models not from the zoo (default: 224)")
     parser.add_argument("--classes", metavar="FILE", help="class names, one per line, for models not from the zoo")
@@ -164,6 +172,19 @@ def _params(specs: list[str] | None) -> dict[str, Any]:
     return params
 
 
+def _worker_and_workers(worker: int | None, workers: int | None) -> tuple[int, int]:
+    """--worker/--workers as given, else from torchrun's or SLURM's environment, else (0, 1)."""
+    if worker is not None or workers is not None:
+        return (worker or 0), (workers or 1)
+    from ..store._ranks import worker_from_env
+
+    found = worker_from_env()
+    if found is None:
+        return 0, 1
+    _note(f"worker {found[0]} of {found[1]} (from {found[2]})")
+    return found[0], found[1]
+
+
 def _run(args: argparse.Namespace) -> int:
     import torch
 
@@ -179,12 +200,17 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if len(args.data) != 1:
         raise UsageError(f"give exactly one DATA (a folder, a file list or cleverhans[:split]), got {len(args.data)}")
+    args.engine = args.engine or ("ray" if args.ray_address else "local")
+    if args.ray_address and args.engine != "ray":
+        raise UsageError("--ray-address needs --engine ray")
+    args.worker, args.workers = _worker_and_workers(args.worker, args.workers)
     if not 0 <= args.worker < args.workers:
         raise UsageError(f"--worker must be in 0 .. {args.workers - 1} for --workers {args.workers}, got {args.worker}")
-    check_device(args.device)
-    threads = args.threads or (max(1, _cores() // args.workers) if args.workers > 1 else None)
-    if threads is not None:  # several workers each on every core run many times slower than one
-        torch.set_num_threads(threads)
+    if args.engine == "local":  # a Ray cluster's workers may have devices this machine lacks
+        check_device(args.device)
+        threads = args.threads or (max(1, _cores() // args.workers) if args.workers > 1 else None)
+        if threads is not None:  # several workers each on every core run many times slower than one
+            torch.set_num_threads(threads)
     try:
         get_method(args.method)
     except ValueError as error:
@@ -193,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
     is_cleverhans = data_spec == "cleverhans" or data_spec.startswith("cleverhans:")
     model_spec = args.model or ("cleverhans" if is_cleverhans else "efficientnet-lite0")
     net = cli.load_model_spec(
-        model_spec, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device, image_size=args.image_size, classes=args.classes
+        model_spec, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device if args.engine == "local" else "cpu", image_size=args.image_size, classes=args.classes
     )
     dataset = parse_data(data_spec, net.preprocessing)
     params = _params(args.params)
@@ -230,6 +256,9 @@ def _run(args: argparse.Namespace) -> int:
         classes=classes,
         progress=not args.no_progress,
         skip_bad=args.skip_bad,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        ray_options={"num_cpus": args.ray_cpus} if args.engine == "ray" else None,
     )
     seconds = time.perf_counter() - started
     state = "complete" if store.complete else f"{len(store)} of {store.size} samples (other workers' shards missing)"

@@ -53,6 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truth", metavar="FIELD", help="a per-sample value in the store (e.g. 'tagged') to score the clusters against (default: 'tagged' when present)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (k-means, t-SNE, eigensolver start; default: 0)")
     parser.add_argument("--no-verify", action="store_true", help="skip the shortcut verification (Clever Hans data only)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines per step on stderr")
     parser.add_argument("--no-context", action="store_true", help="skip context use (stores with boxes or masks only)")
 
 
@@ -170,6 +171,7 @@ def _run(args: argparse.Namespace) -> int:
         knn=args.knn,
         select=selection,
         random_state=args.seed,
+        progress=not args.no_progress,
     )
     positions = np.flatnonzero(selection)
     truth_name = args.truth or ("tagged" if "tagged" in store.extra_fields else None)

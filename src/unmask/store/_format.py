@@ -283,6 +283,8 @@ class Store:
             if name not in handle:
                 raise StoreError(f"{part.path}: has no dataset {name!r}")
             data = handle[name]
+            if isinstance(rows, np.ndarray) and len(rows) and rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):
+                rows = slice(int(rows[0]), int(rows[-1]) + 1)  # a run of rows: one hyperslab, not a point list
             return data[()] if rows is None else data[rows]
 
     @property
@@ -393,6 +395,7 @@ class Store:
         spatial = shape[-2:] if len(shape) >= 2 else shape
         out_hw = spatial if size is None else (size, size)
         out = np.empty((len(wanted), *out_hw), dtype=np.float32)
+        chunk = max(1, min(chunk, (64 << 20) // max(1, 4 * int(np.prod(shape)))))  # at most about 64 MB read at once
         at = 0
         for _, values in self.iter_relevance(wanted, chunk=chunk):
             maps = torch.from_numpy(values)

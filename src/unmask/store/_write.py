@@ -239,6 +239,9 @@ def attribute(
     progress: bool = True,
     on_shard: Callable[[int, int], None] | None = None,
     skip_bad: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_options: dict[str, Any] | None = None,
 ) -> Store:
     """Explain every sample of ``dataset`` with ``method`` and write the results to the store folder ``store``.
 
@@ -261,6 +264,12 @@ def attribute(
     and ``[i]`` returning a tensor, ``(input, label[, path])`` or a dict (see :func:`normalize_item`);
     ``target`` is ``"predicted"``, ``"label"`` or a class index. Returns the store opened for reading.
 
+    ``engine="ray"`` explains the shards as Ray tasks on the cluster this process is connected to, the
+    one at ``ray_address``, or a local one it starts (one CPU per task; one GPU per task when ``device``
+    is CUDA; ``ray_options`` go to the tasks' ``.options()``). This process writes every finished shard
+    as above, so the store is the same as the local engine's; a killed worker's shard is computed again
+    (see :mod:`unmask.store._ray`).
+
     >>> store = unmask.store.attribute(net, unmask.data.ImageFolder("photos", transform=net.preprocessing),
     ...                                "runs/photos", method="lrp.epsilon_plus_flat", batch_size=16)
     """
@@ -275,6 +284,8 @@ def attribute(
             raise StoreError(f"{name} must be a positive integer, got {value!r}")
     if not 0 <= worker < workers:
         raise StoreError(f"worker must be in 0 .. {workers - 1}, got {worker}")
+    if engine not in ("local", "ray"):
+        raise StoreError(f"engine must be 'local' or 'ray', got {engine!r}")
     if isinstance(target, str) and target not in ("predicted", "label"):
         raise StoreError(f"target must be 'predicted', 'label' or a class index, got {target!r}")
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
@@ -292,7 +303,7 @@ def attribute(
     if device is None:
         device = str(next(iter(net.parameters())).device) if any(True for _ in net.parameters()) else "cpu"
     torch_device = torch.device(device)
-    net = net.to(torch_device).eval()
+    net = net.to(torch_device if engine == "local" else "cpu").eval()  # on Ray the workers move it
 
     if skip_bad:
         dataset = Tolerant(dataset)
@@ -364,6 +375,20 @@ def attribute(
     finished = total - sum(stop - start for _, (start, stop) in pending)
     if not pending:
         release(lock)
+        return Store(folder)
+    if engine == "ray":
+        from ._ray import explain_on_ray
+
+        job = {"method": method, "params": method_params, "target": target, "relevance": relevance, "pool": pool,
+               "batch_size": batch_size, "fields": fields, "device": str(torch_device)}
+        bar = _progress(total, finished, progress, f"attribute {folder.name} (ray)")
+        try:
+            explain_on_ray(net, dataset, [span for _, span in pending], shards=shards, job=job, rel_shape=rel_shape, fields=fields,
+                           save_logits=save_logits, ray_address=ray_address, ray_options=ray_options, bar=bar, on_shard=on_shard)
+        finally:
+            if bar is not None:
+                bar.close()
+            release(lock)
         return Store(folder)
 
     batches: list[list[int]] = []
