@@ -36,15 +36,6 @@ def finite(name: str, value: Any, *, minimum: float | None = None, maximum: floa
     return number
 
 
-def integer(name: str, value: Any, *, minimum: int | None = None) -> int:
-    """``value`` if it is an integer (not a bool) ``>= minimum``; else :class:`ValueError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ParameterError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def finite_values(name: str, value: Any) -> Any:
     """``value`` unchanged if every number in it (a scalar, sequence, array or tensor) is finite; ``None`` passes."""
     if value is None:
