@@ -708,7 +708,7 @@ def compare(
     :func:`count_strategies`.
     ``show`` samples are kept as each model sees them for the side-by-side grid.
     """
-    from .. import explain, get_method
+    from .. import get_method
     from ..evaluate.perturbation import perturbation_curves
 
     if not models:
@@ -746,6 +746,7 @@ def compare(
         for name in nets
     }
     settings_per_model: dict[str, dict[str, Any]] = {}
+    explainers: dict[str, Any] = {}
     iterator: Any = _batches(n, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -763,14 +764,16 @@ def compare(
             pairs = [_view(prep, s, item) for s, item in zip(samples, loaded)]
             x = torch.stack([p[0] for p in pairs]).to(device)
             images = [p[1] for p in pairs]
-            method_params = dict(params or {})
-            if method.endswith("_box"):
-                method_params.setdefault("low", net.low)
-                method_params.setdefault("high", net.high)
+            if name not in explainers:  # built once per model (LRP traces and canonizes it here)
+                method_params = dict(params or {})
+                if method.endswith("_box"):
+                    method_params.setdefault("low", net.low)
+                    method_params.setdefault("high", net.high)
+                explainers[name] = get_method(method)(net.model, **method_params)
             wanted: Any = "predicted"
             if target == "label":
                 wanted = torch.as_tensor(mappings[name][source.labels[batch]], device=device)
-            explanation = explain(net.model, x, method, target=wanted, **method_params)
+            explanation = explainers[name].explain(x, target=wanted)
             output = explanation.output.detach().float()
             chosen = explanation.target.detach()
             probabilities = output.softmax(1)
