@@ -173,6 +173,8 @@ def test_compare_rejects_bad_input():
         compare({}, CleverHans("test", 8))
     with pytest.raises(TypeError, match="data must be"):
         compare({"a": net}, 42)
+    with pytest.raises(ValueError, match="separation"):
+        compare({"a": net}, CleverHans("test", 8), separation=1.5)
     with pytest.raises(ValueError, match="boxes must be shaped"):
         compare({"a": net}, CleverHans("test", 8), boxes=np.zeros((3, 4)))
     net.model.train()

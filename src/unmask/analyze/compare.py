@@ -719,6 +719,8 @@ def compare(
                         ("grid", grid), ("max_clusters", max_clusters)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not 0 < separation < 1:
+        raise ValueError(f"separation must lie in (0, 1), got {separation!r}")
     get_method(method)  # validates the name
     nets = {str(name): _as_zoo_model(str(name), model) for name, model in models.items()}
     for name, net in nets.items():
