@@ -173,6 +173,8 @@ def test_compare_rejects_bad_input():
         compare({}, CleverHans("test", 8))
     with pytest.raises(TypeError, match="data must be"):
         compare({"a": net}, 42)
+    with pytest.raises(ValueError, match="separation"):
+        compare({"a": net}, CleverHans("test", 8), separation=1.5)
     with pytest.raises(ValueError, match="boxes must be shaped"):
         compare({"a": net}, CleverHans("test", 8), boxes=np.zeros((3, 4)))
     net.model.train()
@@ -200,14 +202,20 @@ def test_compare_command_writes_page_and_one_json(cleverhans_comparison):
     data = json.loads((out / "comparison.json").read_text())
     assert data["samples"] == 300 and set(data["models"]) == {"tagged", "clean"}
     for model in data["models"].values():
-        assert len(model["predictions"]) == 300 and model["accuracy"] > 0.95
+        assert len(model["predictions"]) == 300 and model["accuracy"] > 0.9
         assert set(model["accuracy_per_class"]) == {"all", "circle", "square", "triangle", "cross"}
         assert model["morf"]["aopc"] > model["lerf"]["aopc"]  # LRP heatmaps are faithful for both
         assert len(model["morf"]["curve"]) == 65  # an 8 x 8 grid of 4-pixel regions on 32 x 32
         assert set(model["context"]["per_class"]) == {"0", "1", "2", "3"}
         assert all(model["strategies"][c]["n_strategies"] >= 1 for c in ("circle", "square", "triangle", "cross"))
+    assert data["models"]["tagged"]["accuracy"] > 0.98
+    # the clean model never saw the tag: on the tagged circles it mostly answers something else
+    labels, tagged = np.array(data["labels"]), np.array(data["tagged"], dtype=bool)
+    clean_right = np.array(data["models"]["clean"]["predictions"]) == labels
+    assert clean_right[tagged].mean() < 0.6 and clean_right[~tagged].mean() > 0.97
     pair = data["pairs"]["tagged vs clean"]
-    assert 0.95 <= pair["agreement"] <= 1.0
+    same = np.array(data["models"]["tagged"]["predictions"]) == np.array(data["models"]["clean"]["predictions"])
+    assert pair["agreement"] == pytest.approx(same.mean()) and 0.9 <= pair["agreement"] < 1.0
     circle = pair["strategies"]["circle"]
     assert np.sum(circle["counts"]) == 75
     assert "context_accuracy_correlation" in data and "outside_share" in data["context_use"]

@@ -708,7 +708,7 @@ def compare(
     :func:`count_strategies`.
     ``show`` samples are kept as each model sees them for the side-by-side grid.
     """
-    from .. import explain, get_method
+    from .. import get_method
     from ..evaluate.perturbation import perturbation_curves
 
     if not models:
@@ -719,6 +719,8 @@ def compare(
                         ("grid", grid), ("max_clusters", max_clusters)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not 0 < separation < 1:
+        raise ValueError(f"separation must lie in (0, 1), got {separation!r}")
     get_method(method)  # validates the name
     nets = {str(name): _as_zoo_model(str(name), model) for name, model in models.items()}
     for name, net in nets.items():
@@ -746,6 +748,7 @@ def compare(
         for name in nets
     }
     settings_per_model: dict[str, dict[str, Any]] = {}
+    explainers: dict[str, Any] = {}
     iterator: Any = _batches(n, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -763,14 +766,16 @@ def compare(
             pairs = [_view(prep, s, item) for s, item in zip(samples, loaded)]
             x = torch.stack([p[0] for p in pairs]).to(device)
             images = [p[1] for p in pairs]
-            method_params = dict(params or {})
-            if method.endswith("_box"):
-                method_params.setdefault("low", net.low)
-                method_params.setdefault("high", net.high)
+            if name not in explainers:  # built once per model (LRP traces and canonizes it here)
+                method_params = dict(params or {})
+                if method.endswith("_box"):
+                    method_params.setdefault("low", net.low)
+                    method_params.setdefault("high", net.high)
+                explainers[name] = get_method(method)(net.model, **method_params)
             wanted: Any = "predicted"
             if target == "label":
                 wanted = torch.as_tensor(mappings[name][source.labels[batch]], device=device)
-            explanation = explain(net.model, x, method, target=wanted, **method_params)
+            explanation = explainers[name].explain(x, target=wanted)
             output = explanation.output.detach().float()
             chosen = explanation.target.detach()
             probabilities = output.softmax(1)
