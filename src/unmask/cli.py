@@ -544,6 +544,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     # inputs --------------------------------------------------------------------------------------
     failures: list[dict[str, Any]] = []
+    conserved: dict[str, list[float]] = {}  # per method: relevance sum / explained logit, per image
     items: list[_Item] = []
     taken: set[str] = set()
     input_problems = 0
@@ -695,6 +696,9 @@ def run_explain(args: argparse.Namespace) -> int:
             seconds = (time.perf_counter() - tick) / len(batch_items)
             relevance = relevance.float().cpu()
             sums = relevance.flatten(1).sum(1)
+            shares = None if explained is None else sums / explained.detach().float().cpu()
+            if shares is not None:
+                conserved.setdefault(name, []).extend(float(v) for v in shares if math.isfinite(float(v)))
             for row, (item, crop) in enumerate(zip(batch_items, crops)):
                 r = relevance[row]
                 report.write_npy(out / item.name / f"{name}.npy", r.numpy())
@@ -709,6 +713,7 @@ def run_explain(args: argparse.Namespace) -> int:
                     "npy": f"{item.name}/{name}.npy",
                     "relevance_sum": _finite(float(sums[row])),
                     "explained_logit": None if explained is None else _finite(float(explained[row])),
+                    "conserved_share": None if shares is None else _finite(float(shares[row])),
                     "seconds": round(seconds, 4),
                 }
             if bar is not None:
@@ -726,6 +731,8 @@ def run_explain(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
 
+    for line in conservation_lines(conserved):
+        print(line, flush=True)
     seconds = time.perf_counter() - started
     explained_images = sum(1 for record in results["images"] if not record["errors"])
     results["summary"] = {
@@ -748,6 +755,24 @@ def run_explain(args: argparse.Namespace) -> int:
     if runtime_errors:
         return EXIT_FAILED
     return EXIT_OK
+
+
+CONSERVED_HINT = 0.10  # below this share of the logit, the hint to leave biases out is shown
+
+
+def conservation_lines(shares: dict[str, list[float]]) -> list[str]:
+    """One line per method: the median share of the explained logit its relevance sums to, with a hint where
+    an LRP method keeps under 10% (biases absorbed the rest)."""
+    lines = []
+    for name, values in shares.items():
+        if not values:
+            continue
+        median = sorted(values)[len(values) // 2]
+        line = f"unmask: {name}: relevance sums to {median:.1%} of the explained logit (median of {len(values)})"
+        if name.startswith("lrp.") and abs(median) < CONSERVED_HINT:
+            line += f"; biases absorb the rest: -p {name}:zero_bias=True leaves them out of the rules"
+        lines.append(line)
+    return lines
 
 
 def _jsonable(value: Any) -> Any:

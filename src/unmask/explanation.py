@@ -54,6 +54,14 @@ class Explanation:
             return None
         return self.relevance.flatten(1).sum(1) - explained
 
+    def conserved_share(self) -> torch.Tensor | None:
+        """Per sample ``sum(relevance) / explained logit``: 1 for a conserving explanation; near 0 where biases
+        (or stabilisers) absorbed the relevance (``None`` for callable targets)."""
+        explained = self.explained_output
+        if explained is None:
+            return None
+        return self.relevance.flatten(1).sum(1) / explained
+
     def render(
         self,
         index: int | None = None,

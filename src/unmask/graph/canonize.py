@@ -83,6 +83,7 @@ class ExplainableGraph:
                 )
         self.output = self._output_node()
         self._build_steps()
+        self._merge_zero_pads()
         if fold_batchnorm:
             self._fold_batchnorms()
         self._mark_nonnegative()
@@ -193,11 +194,12 @@ class ExplainableGraph:
             weight, bias, eps = self._value(bound.get("weight")), self._value(bound.get("bias")), bound.get("eps", 1e-5)
         if mean is None or var is None:
             raise ValueError(f"{node.name}: BatchNorm without running statistics cannot be explained in eval mode")
-        scale = (var + eps).rsqrt()
+        # in float64, rounded once when folded: the folded layer is as exact as the layer pair it replaces
+        scale = (var.detach().double() + eps).rsqrt()
         if weight is not None:
-            scale = scale * weight
-        shift = -mean * scale + (bias if bias is not None else 0)
-        return scale.detach(), shift.detach()
+            scale = scale * weight.detach().double()
+        shift = -mean.detach().double() * scale + (bias.detach().double() if bias is not None else 0)
+        return scale, shift
 
     def _fold_batchnorms(self) -> None:
         """Fold every per-channel affine step (BatchNorm in any form, ``x * c``, ``x / c``, ``x + c``, ``x - c``
@@ -233,6 +235,23 @@ class ExplainableGraph:
                 for s in after:
                     s.affine = _fold_forward(s.affine, scale, shift)
                     self._merged_into(s, step)
+                self._bypass(node, step.inputs[0])
+
+    def _merge_zero_pads(self) -> None:
+        """A zero pad whose only consumer is a convolution becomes part of it: rules then see the unpadded input
+        and send no relevance to the padded zeros (as Zennit does for a padded ``Conv2d``)."""
+        for node, step in list(self.steps.items()):
+            amounts = _zero_pad_amounts(step)
+            if amounts is None or self._consumers(node) != 1 or self.output is node:
+                continue
+            (user,) = [u for u in node.users if u in self.steps]
+            conv = self.steps[user]
+            if conv.affine is None or conv.inputs != [node]:
+                continue
+            merged = conv.affine.zero_padded(amounts)
+            if merged is not None:
+                conv.affine = merged
+                self._merged_into(conv, step)
                 self._bypass(node, step.inputs[0])
 
     def _channel_map(self, step: Step) -> tuple[Any, Any] | None:
@@ -420,18 +439,20 @@ def _mode_padding(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 def _foldable_forward(affine: Affine) -> bool:
     if affine.kind == "linear":
         return True
-    return (not affine.transposed and affine.padded is None and not isinstance(affine.padding, str)
+    return (not affine.transposed and affine.padded is None and affine.pad is None
+            and not isinstance(affine.padding, str)
             and all(p == 0 for p in affine.padding) and affine.groups == 1)
 
 
 def _fold_forward(affine: Affine, scale: torch.Tensor, shift: torch.Tensor) -> Affine:
     """``f(a x + c)`` as one layer: ``W' = W diag(a)``, ``b' = b + W c`` (summed over the kernel)."""
-    weight = affine.weight
+    weight, dtype = affine.weight.double(), affine.weight.dtype  # in float64, rounded once
     channel = [1, -1] + [1] * (weight.dim() - 2)
-    folded = weight * scale.reshape(channel)
-    offset = (weight * shift.reshape(channel)).flatten(1).sum(1)
-    bias = offset if affine.bias is None else affine.bias + offset
-    return Affine(affine.kind, folded, bias, affine.stride, affine.padding, affine.dilation, affine.groups)
+    folded = weight * scale.double().reshape(channel)
+    offset = (weight * shift.double().reshape(channel)).flatten(1).sum(1)
+    bias = offset if affine.bias is None else affine.bias.double() + offset
+    return Affine(affine.kind, folded.to(dtype), bias.to(dtype), affine.stride, affine.padding, affine.dilation,
+                  affine.groups)
 
 
 _ELEMENTWISE = {operator.mul: "mul", torch.mul: "mul", "mul": "mul", operator.truediv: "div", torch.div: "div",
@@ -450,6 +471,26 @@ def _is_identity(step: Step) -> bool:
     return node.target in _IDENTITY_FUNCTIONS and not (node.kwargs.get("training") or (
         node.target in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout) and len(node.args) > 2
         and node.args[2]))
+
+
+def _zero_pad_amounts(step: Step) -> list[int] | None:
+    """The amounts of a constant-zero pad step (``nn.ZeroPad*d``, ``nn.ConstantPad*d(0)``, ``F.pad(value=0)``)."""
+    node = step.node
+    if node.op == "call_module":
+        module = step.module
+        zero = isinstance(module, (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d)) or (
+            isinstance(module, (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)) and module.value == 0)
+        return list(module.padding) if zero else None
+    if node.target is not F.pad or len(step.inputs) != 1:
+        return None
+    names = ("input", "pad", "mode", "value")
+    bound = {**dict(zip(names, node.args)), **node.kwargs}
+    amounts = bound.get("pad")
+    if bound.get("mode", "constant") != "constant" or bound.get("value") not in (None, 0, 0.0):
+        return None
+    if not isinstance(amounts, (list, tuple)) or not all(isinstance(a, int) for a in amounts):
+        return None  # computed from shapes in a symbolic trace
+    return list(amounts)
 
 
 def _per_channel(value: Any, affine: Affine, channels: int) -> torch.Tensor | None:

@@ -48,7 +48,7 @@ for _kind, _functions in {
     "scale": [operator.neg, torch.neg],
     "structure": [
         torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.squeeze, torch.unsqueeze, torch.cat,
-        torch.concat, torch.stack, torch.chunk, torch.split, operator.getitem, F.pad, F.dropout, F.dropout2d,
+        torch.concat, torch.stack, torch.chunk, torch.split, torch.unbind, torch.tensor_split, operator.getitem, F.pad, F.dropout, F.dropout2d,
         F.pixel_shuffle, torch.clone, torch.narrow, torch.movedim,
     ],
 }.items():
@@ -57,7 +57,7 @@ for _kind, _functions in {
 
 _METHODS = {
     "structure": {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze",
-                  "chunk", "split", "clone", "narrow", "movedim", "expand", "repeat", "unflatten", "float",
+                  "chunk", "split", "split_with_sizes", "unbind", "tensor_split", "clone", "narrow", "movedim", "expand", "repeat", "unflatten", "float",
                   "double", "half", "to", "type_as", "view_as", "reshape_as"},
     "avgpool": {"mean", "sum"},
     "activation": {"relu", "relu_", "clamp", "clamp_", "clip", "sigmoid", "tanh", "hardtanh"},
@@ -77,14 +77,14 @@ _TRANSFORMER_FUNCTIONS: dict[object, str] = {
     F.softmax: "softmax", torch.softmax: "softmax",
     torch.matmul: "matmul", operator.matmul: "matmul", torch.bmm: "matmul", torch.einsum: "matmul",
     F.scaled_dot_product_attention: "attention",
-    torch.unbind: "structure", torch.roll: "structure",  # window shifts (Swin)
+    torch.roll: "structure",  # window shifts (Swin)
 }
 if hasattr(F, "rms_norm"):
     _TRANSFORMER_FUNCTIONS[F.rms_norm] = "rmsnorm"
 _FUNCTIONS.update(_TRANSFORMER_FUNCTIONS)
 _METHODS["softmax"] = {"softmax"}
 _METHODS["matmul"] = {"matmul", "bmm", "__matmul__"}
-_METHODS["structure"] = _METHODS["structure"] | {"unbind", "roll"}
+_METHODS["structure"] = _METHODS["structure"] | {"roll"}
 
 # Outputs that are non-negative whatever the input (ReLU-like clamps, sigmoids).
 _NONNEG_MODULES = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)

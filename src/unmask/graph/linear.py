@@ -39,6 +39,7 @@ class Affine:
     transposed: bool = False
     output_padding: list[int] = field(default_factory=list)
     padded: Callable[[torch.Tensor], torch.Tensor] | None = None  # non-zero padding mode, applied first
+    pad: list[int] | None = None  # an asymmetric zero pad applied first (``F.pad`` order), e.g. "same" padding
 
     @classmethod
     def convolution(cls, weight, bias, stride=1, padding=0, dilation=1, groups=1, transposed=False,
@@ -68,6 +69,8 @@ class Affine:
             return F.linear(x, weight, bias)
         if self.padded is not None:
             x = self.padded(x)
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
         dims = weight.dim() - 2
         if self.transposed:
             return _TRANSPOSED_FUNCTIONS[dims](
@@ -81,10 +84,12 @@ class Affine:
         if self.kind == "linear":
             return grad @ weight
         if self.padded is None and not self.transposed and not isinstance(self.padding, str):
-            return torch.ops.aten.convolution_backward(
-                grad, x, weight, None, self.stride, self.padding, self.dilation, False,
+            padded = x if self.pad is None else F.pad(x, self.pad)
+            result = torch.ops.aten.convolution_backward(
+                grad, padded, weight, None, self.stride, self.padding, self.dilation, False,
                 [0] * (weight.dim() - 2), self.groups, [True, False, False],
             )[0]
+            return result if self.pad is None else F.pad(result, [-p for p in self.pad])  # crop the pad
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
             (result,) = torch.autograd.grad(self(leaf, weight, None), leaf, grad)
@@ -101,8 +106,26 @@ class Affine:
         groups = self.groups if self.transposed else 1
         if groups != 1:
             raise ValueError("cannot fold a per-channel scale into a grouped transposed convolution")
-        bias = self.bias if self.bias is not None else torch.zeros_like(scale)
+        dtype = self.weight.dtype
+        scale, shift = torch.as_tensor(scale).double(), torch.as_tensor(shift).double()  # rounded once, below
+        bias = self.bias.double() if self.bias is not None else torch.zeros_like(scale)
+        weight = (self.weight.double() * self.reshape_channel(scale)).to(dtype)
         return Affine(
-            self.kind, self.weight * self.reshape_channel(scale), bias * scale + shift, self.stride, self.padding,
-            self.dilation, self.groups, self.transposed, self.output_padding, self.padded,
+            self.kind, weight, (bias * scale + shift).to(dtype), self.stride, self.padding,
+            self.dilation, self.groups, self.transposed, self.output_padding, self.padded, self.pad,
         )
+
+    def zero_padded(self, amounts: list[int]) -> "Affine | None":
+        """This convolution applied after ``F.pad(x, amounts)`` with zeros, as one layer (``None`` if it cannot
+        be: transposed, string or non-zero-mode padding, negative amounts)."""
+        dims = self.weight.dim() - 2
+        if (self.kind != "convolution" or self.transposed or self.padded is not None or self.pad is not None
+                or isinstance(self.padding, str) or len(amounts) > 2 * dims or any(a < 0 for a in amounts)):
+            return None
+        amounts = list(amounts) + [0] * (2 * dims - len(amounts))
+        low = [amounts[2 * (dims - 1 - d)] + self.padding[d] for d in range(dims)]
+        high = [amounts[2 * (dims - 1 - d) + 1] + self.padding[d] for d in range(dims)]
+        padding, pad = (low, None) if low == high else ([0] * dims, [n for d in reversed(range(dims))
+                                                                     for n in (low[d], high[d])])
+        return Affine(self.kind, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
+                      pad=pad)

@@ -118,12 +118,14 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "excitation_backprop": (),
     "attnlrp": ("attention", "epsilon", "gamma"),
 }
-COMMON = ("stabilizer", "maxpool")
+COMMON = ("stabilizer", "maxpool", "zero_bias")
 
 
 def preset(name: str, **params: Any) -> Composite:
     """A named composite (Zennit's presets, same defaults: ``epsilon=1e-6``, ``gamma=0.25``,
     ``alpha=2, beta=1``, ``stabilizer=1e-6``; ``low``/``high`` default to each sample's per-channel range).
+    ``zero_bias=True`` leaves biases (including those folded from BatchNorm) out of every convolution's and
+    dense layer's rule (Zennit's ``zero_params="bias"``), so relevance is not absorbed by them.
 
     - ``epsilon``: LRP-epsilon on every convolution and dense layer.
     - ``epsilon_plus``: z+ on convolutions, epsilon on dense layers.
@@ -144,29 +146,31 @@ def preset(name: str, **params: Any) -> Composite:
         raise ValueError(f"lrp.{name} does not take {', '.join(sorted(unknown))}; its parameters: {allowed}")
     epsilon = params.get("epsilon", 1e-6)
     stabilizer = params.get("stabilizer", 1e-6)
+    zero_bias = bool(params.get("zero_bias", False))
     base = defaults(epsilon, stabilizer, params.get("maxpool", "winner"))
     if name == "attnlrp":
-        return _attnlrp(params.get("attention", "attnlrp"), epsilon, params.get("gamma"), stabilizer, base)
-    dense = R.Epsilon(epsilon)
+        return _attnlrp(params.get("attention", "attnlrp"), epsilon, params.get("gamma"), stabilizer, zero_bias, base)
+    dense = R.Epsilon(epsilon, zero_bias)
     first = None
     if name == "epsilon":
-        conv = R.Epsilon(epsilon)
+        conv = R.Epsilon(epsilon, zero_bias)
     elif name in ("epsilon_plus", "epsilon_plus_flat", "excitation_backprop"):
-        conv = R.ZPlus(stabilizer)
+        conv = R.ZPlus(stabilizer, zero_bias)
         if name == "excitation_backprop":
-            dense = R.ZPlus(stabilizer)
+            dense = R.ZPlus(stabilizer, zero_bias)
     elif name == "epsilon_gamma_box":
-        conv = R.Gamma(params.get("gamma", 0.25), stabilizer)
-        first = R.ZBox(params.get("low"), params.get("high"), stabilizer)
+        conv = R.Gamma(params.get("gamma", 0.25), stabilizer, zero_bias)
+        first = R.ZBox(params.get("low"), params.get("high"), stabilizer, zero_bias)
     else:
-        conv = R.AlphaBeta(params.get("alpha", 2.0), params.get("beta", 1.0), stabilizer)
+        conv = R.AlphaBeta(params.get("alpha", 2.0), params.get("beta", 1.0), stabilizer, zero_bias)
     if name.endswith("_flat"):
-        first = R.Flat(stabilizer)
+        first = R.Flat(stabilizer, zero_bias)
     return Composite({"convolution": conv, "linear": dense}, first=first, base=base, name=name)
 
 
-def _attnlrp(mode: str, epsilon: float, gamma: float | None, stabilizer: float, base: dict[str, R.Rule]) -> Composite:
-    weighted = R.Epsilon(epsilon) if gamma is None else R.Gamma(gamma, stabilizer)
+def _attnlrp(mode: str, epsilon: float, gamma: float | None, stabilizer: float, zero_bias: bool,
+             base: dict[str, R.Rule]) -> Composite:
+    weighted = R.Epsilon(epsilon, zero_bias) if gamma is None else R.Gamma(gamma, stabilizer, zero_bias)
     base.update(T.defaults(mode, stabilizer, weighted))
     base["gate"] = T.Product()
     return Composite({"convolution": weighted, "linear": weighted}, base=base, name="attnlrp")

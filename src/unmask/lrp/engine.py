@@ -44,17 +44,12 @@ class Layer:
     def describe(self) -> str:
         return f"node {self.step.name!r} at {self.step.describe()}"
 
-    def arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The node's call arguments with values in place of nodes (constants computed on demand)."""
-        resolve = lambda n: self.graph._lookup(n, self.values)  # noqa: E731
-        return fx.node.map_arg(self.node.args, resolve), fx.node.map_arg(self.node.kwargs, resolve)
-
     def vjp(self, grad: Any) -> list[torch.Tensor | None]:
         """``J^T grad`` for each input (``None`` for inputs the output does not depend on)."""
         if self.affine is not None:
             return [self.affine.transpose(grad, self.inputs[0])]
-        if self.node.target is operator.getitem and isinstance(self.inputs[0], (tuple, list)):
-            return [grad]  # an item of a tuple (unbind, split, chunk): the reverse pass puts it in its slot
+        if _takes_piece(self.step.node, self.inputs):  # one piece of split/chunk/unbind: routed to its slot
+            return [grad] + [None] * (len(self.inputs) - 1)
         carriers = [i for i, x in enumerate(self.inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
         with torch.enable_grad():
             leaves = {self.step.inputs[i]: self.inputs[i].detach().requires_grad_(True) for i in carriers}
@@ -127,15 +122,24 @@ class Engine:
         return result
 
 
+def _takes_piece(node: fx.Node, inputs: list[Any]) -> bool:
+    """``pieces[i]``: an item taken from the tuple of a multi-output op (``split``, ``chunk``, ``unbind``)."""
+    return node.op == "call_function" and node.target is operator.getitem and isinstance(inputs[0], (tuple, list))
+
+
 def _accumulate(pending: dict[fx.Node, Any], node: fx.Node, part: torch.Tensor, step: Step,
                 values: dict[fx.Node, Any]) -> None:
-    """Add relevance for ``node``; an item taken from a tuple (``split``, ``chunk``) goes to its slot."""
-    if step.node.op == "call_function" and step.node.target is operator.getitem and isinstance(
-        values[node], (tuple, list)
-    ):
+    """Add relevance for ``node``; an item taken from a tuple (``split``, ``chunk``) goes to its slot (a
+    slice of pieces to theirs), so pieces used twice add up and unused ones stay empty."""
+    if _takes_piece(step.node, [values[node]]):
+        pieces = values[node]
+        slots = pending.setdefault(node, [None] * len(pieces))
         index = step.node.args[1]
-        slots = pending.setdefault(node, [None] * len(values[node]))
-        slots[index] = part if slots[index] is None else slots[index] + part
+        indices = range(len(pieces))[index] if isinstance(index, slice) else [range(len(pieces))[index]]
+        parts = part if isinstance(index, slice) else [part]
+        for i, p in zip(indices, parts):
+            if p is not None:
+                slots[i] = p if slots[i] is None else slots[i] + p
         return
     current = pending.get(node)
     pending[node] = part if current is None else current + part

@@ -56,7 +56,10 @@ class Rule:
         raise NotImplementedError
 
     def _params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        params = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        if params.get("zero_bias") is False:
+            del params["zero_bias"]  # the default: not shown
+        return params
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={_short(v)}" for k, v in self._params().items())
@@ -82,13 +85,17 @@ class Epsilon(Rule):
     sign of ``z``, so it absorbs relevance where ``|z|`` is small.
     """
 
-    def __init__(self, epsilon: float = 1e-6):
+    def __init__(self, epsilon: float = 1e-6, zero_bias: bool = False):
         if epsilon < 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
         self.epsilon = float(epsilon)
+        self.zero_bias = bool(zero_bias)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
-        grads = layer.vjp(divide(relevance, layer.output, self.epsilon))
+        z = layer.output
+        if self.zero_bias and layer.affine is not None and layer.affine.bias is not None:
+            z = layer.affine(layer.inputs[0], bias=None)
+        grads = layer.vjp(divide(relevance, z, self.epsilon))
         if layer.affine is not None:  # a fresh transpose: scale it in place
             return [grads[0].mul_(layer.inputs[0])]
         return [None if g is None else x * g for x, g in zip(layer.inputs, grads)]
@@ -97,11 +104,11 @@ class Epsilon(Rule):
 class Basic(Epsilon):
     """LRP-0 (Bach et al. 2015): ``R_j = sum_k x_j w_jk / z_k R_k``; equals gradient x input on ReLU nets."""
 
-    def __init__(self) -> None:
-        super().__init__(0.0)
+    def __init__(self, zero_bias: bool = False) -> None:
+        super().__init__(0.0, zero_bias)
 
     def _params(self) -> dict[str, Any]:
-        return {}
+        return {"zero_bias": True} if self.zero_bias else {}
 
 
 class Norm(Epsilon):
@@ -208,12 +215,26 @@ class Gate(Rule):
 
 
 class _Weighted(Rule):
-    """A rule for convolutions and dense layers (needs ``W`` and ``b``)."""
+    """A rule for convolutions and dense layers (needs ``W`` and ``b``).
+
+    ``zero_bias=True`` leaves the bias out of the rule's denominators (Zennit's ``zero_params="bias"``):
+    relevance is then shared among the inputs only, instead of being absorbed by the bias.
+    """
 
     needs_weights = True
 
-    def __init__(self, stabilizer: float = 1e-6):
+    def __init__(self, stabilizer: float = 1e-6, zero_bias: bool = False):
         self.stabilizer = float(stabilizer)
+        self.zero_bias = bool(zero_bias)
+
+    def _bias(self, f: Any) -> torch.Tensor | None:
+        return None if self.zero_bias else f.bias
+
+    def _output(self, layer: "Layer") -> torch.Tensor:
+        """``z = f(x; W, b)``, without ``b`` under ``zero_bias``."""
+        if self.zero_bias and layer.affine.bias is not None:
+            return layer.affine(layer.inputs[0], bias=None)
+        return layer.output
 
     def _check(self, layer: "Layer") -> None:
         if layer.affine is None:
@@ -236,7 +257,7 @@ class ZPlus(_Weighted):
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         self._check(layer)
         f, (x,) = layer.affine, layer.inputs
-        w, b = f.weight, f.bias
+        w, b = f.weight, self._bias(f)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         if layer.nonnegative[0]:
             s = divide_signed(relevance, f(x, wp, _plus(b)), self.stabilizer, 1.0)
@@ -252,18 +273,18 @@ class AlphaBeta(_Weighted):
     ``R-`` over the negative ones ``z- = f(x+; W-, b-) + f(x-; W+)``.
     """
 
-    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6):
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6, zero_bias: bool = False):
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
         if abs(alpha - beta - 1) > 1e-9:
             raise ValueError(f"alpha - beta must be 1, got alpha={alpha}, beta={beta}")
         self.alpha, self.beta = float(alpha), float(beta)
-        super().__init__(stabilizer)
+        super().__init__(stabilizer, zero_bias)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         self._check(layer)
         f, (x,) = layer.affine, layer.inputs
-        w, b = f.weight, f.bias
+        w, b = f.weight, self._bias(f)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         if layer.nonnegative[0]:
             sp = divide_signed(relevance, f(x, wp, _plus(b)), self.stabilizer, 1.0)
@@ -285,21 +306,23 @@ class Gamma(_Weighted):
     ``s = R / stab(f(x+; W^, b^) + f(x-; W_))`` is sent back through ``W^`` to ``x+`` and ``W_`` to ``x-``;
     where ``z < 0``, ``s = R / stab(f(x+; W_, b_) + f(x-; W^))`` through ``W_`` to ``x+`` and ``W^`` to ``x-``.
     For ``x >= 0`` this is the original ``R_j = sum_k x_j (w_jk + gamma w+_jk) / z^_k R_k``.
+    With ``zero_bias`` the denominators leave the bias out and the signs stay those of the layer's output
+    ``z`` (with its bias), as Zennit's ``zero_params="bias"``.
     """
 
-    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6):
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6, zero_bias: bool = False):
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
-        super().__init__(stabilizer)
+        super().__init__(stabilizer, zero_bias)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         self._check(layer)
-        f, (x,), z = layer.affine, layer.inputs, layer.output
-        g, w, b = self.gamma, f.weight, f.bias
+        f, (x,), z = layer.affine, layer.inputs, layer.output  # the signs: of the layer's own output (as Zennit)
+        g, w, b = self.gamma, f.weight, self._bias(f)
         w_up = w + g * w.clamp(min=0)
         b_up = None if b is None else b + g * b.clamp(min=0)
-        if layer.nonnegative[0]:
+        if layer.nonnegative[0] and not self.zero_bias:  # the shortcut needs the biases the signs come from
             return [self._nonnegative(f, x, z, relevance, w_up, b_up)]
         w_down = w + g * w.clamp(max=0)
         b_down = None if b is None else b + g * b.clamp(max=0)
@@ -336,18 +359,18 @@ class ZBox(_Weighted):
     per-channel minimum / maximum of the explained input.
     """
 
-    def __init__(self, low: Any = None, high: Any = None, stabilizer: float = 1e-6):
+    def __init__(self, low: Any = None, high: Any = None, stabilizer: float = 1e-6, zero_bias: bool = False):
         self.low, self.high = low, high
-        super().__init__(stabilizer)
+        super().__init__(stabilizer, zero_bias)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         self._check(layer)
         f, (x,) = layer.affine, layer.inputs
-        w, b = f.weight, f.bias
+        w, b = f.weight, self._bias(f)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         low = _bound(self.low, x, torch.amin)
         high = _bound(self.high, x, torch.amax)
-        z = layer.output - f(low, wp, _plus(b)) - f(high, wn, _minus(b))
+        z = self._output(layer) - f(low, wp, _plus(b)) - f(high, wn, _minus(b))
         s = divide(relevance, z, self.stabilizer)
         return [x * f.transpose(s, x, w) - low * f.transpose(s, x, wp) - high * f.transpose(s, x, wn)]
 
@@ -388,7 +411,7 @@ class WSquare(_Weighted):
         self._check(layer)
         f, (x,) = layer.affine, layer.inputs
         squared = f.weight ** 2
-        bias = None if f.bias is None else f.bias ** 2
+        bias = None if self._bias(f) is None else f.bias ** 2
         s = divide_signed(relevance, f(torch.ones_like(x), squared, bias), self.stabilizer, 1.0)
         return [f.transpose(s, x, squared)]
 
