@@ -254,4 +254,6 @@ def test_command_line_explains_with_attnlrp(tmp_path, capsys):
                      "--method", "lrp.attnlrp", "--param", "attention='cp'"])
     assert code == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
-    assert "lrp.attnlrp" in json.dumps(results) and "'cp'" not in json.dumps(results).replace('"cp"', "")
+    assert results["methods"] == ["lrp.attnlrp"] and results["params"]["lrp.attnlrp"] == {"attention": "cp"}
+    relevance = np.load(out / results["images"][0]["methods"]["lrp.attnlrp"]["npy"])
+    assert relevance.shape[-2:] == (32, 32) and np.isfinite(relevance).all()

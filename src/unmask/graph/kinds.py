@@ -77,14 +77,14 @@ _TRANSFORMER_FUNCTIONS: dict[object, str] = {
     F.softmax: "softmax", torch.softmax: "softmax",
     torch.matmul: "matmul", operator.matmul: "matmul", torch.bmm: "matmul", torch.einsum: "matmul",
     F.scaled_dot_product_attention: "attention",
-    torch.unbind: "structure", torch.roll: "structure",  # window shifts (Swin)
+    torch.roll: "structure",  # window shifts (Swin)
 }
 if hasattr(F, "rms_norm"):
     _TRANSFORMER_FUNCTIONS[F.rms_norm] = "rmsnorm"
 _FUNCTIONS.update(_TRANSFORMER_FUNCTIONS)
 _METHODS["softmax"] = {"softmax"}
 _METHODS["matmul"] = {"matmul", "bmm", "__matmul__"}
-_METHODS["structure"] = _METHODS["structure"] | {"unbind", "roll"}
+_METHODS["structure"] = _METHODS["structure"] | {"roll"}
 
 # Outputs that are non-negative whatever the input (ReLU-like clamps, sigmoids).
 _NONNEG_MODULES = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)

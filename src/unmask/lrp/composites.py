@@ -149,7 +149,7 @@ def preset(name: str, **params: Any) -> Composite:
     zero_bias = bool(params.get("zero_bias", False))
     base = defaults(epsilon, stabilizer, params.get("maxpool", "winner"))
     if name == "attnlrp":
-        return _attnlrp(params.get("attention", "attnlrp"), epsilon, params.get("gamma"), stabilizer, base)
+        return _attnlrp(params.get("attention", "attnlrp"), epsilon, params.get("gamma"), stabilizer, zero_bias, base)
     dense = R.Epsilon(epsilon, zero_bias)
     first = None
     if name == "epsilon":
@@ -168,8 +168,9 @@ def preset(name: str, **params: Any) -> Composite:
     return Composite({"convolution": conv, "linear": dense}, first=first, base=base, name=name)
 
 
-def _attnlrp(mode: str, epsilon: float, gamma: float | None, stabilizer: float, base: dict[str, R.Rule]) -> Composite:
-    weighted = R.Epsilon(epsilon) if gamma is None else R.Gamma(gamma, stabilizer)
+def _attnlrp(mode: str, epsilon: float, gamma: float | None, stabilizer: float, zero_bias: bool,
+             base: dict[str, R.Rule]) -> Composite:
+    weighted = R.Epsilon(epsilon, zero_bias) if gamma is None else R.Gamma(gamma, stabilizer, zero_bias)
     base.update(T.defaults(mode, stabilizer, weighted))
     base["gate"] = T.Product()
     return Composite({"convolution": weighted, "linear": weighted}, base=base, name="attnlrp")
