@@ -21,7 +21,6 @@ from torch import nn
 
 from unmask import cli, report, viz, zoo
 from unmask.cli import _params as cli_params
-from unmask.cli import explain as cli_explain
 from unmask.explanation import Explanation
 from unmask.targets import output_gradient
 from tolerance import assert_close_across_batches
@@ -164,9 +163,9 @@ def test_explain_writes_pictures_arrays_results_and_page(tmp_path, tiny, method,
         # the pictures are unmask.viz's in the report's style, for the stored relevance and input
         heat = relevance.sum(0)
         for name, expected_picture in (
-            (f"{METHOD}.png", viz.heatmap(heat, **cli_explain.HEATMAP_STYLE)),
-            (f"{METHOD}.overlay.png", viz.overlay(crop, heat, **cli_explain.OVERLAY_STYLE)),
-            ("overlay.png", viz.overlay(crop, heat, **cli_explain.OVERLAY_STYLE)),
+            (f"{METHOD}.png", viz.heatmap(heat, **viz.HEATMAP_STYLE)),
+            (f"{METHOD}.overlay.png", viz.overlay(crop, heat, **viz.OVERLAY_STYLE)),
+            ("overlay.png", viz.overlay(crop, heat, **viz.OVERLAY_STYLE)),
         ):
             written = np.asarray(Image.open(folder_out / name).convert("RGB"), dtype=int)
             assert np.abs(written - np.asarray(expected_picture, dtype=int)).max() <= 2, name
@@ -250,7 +249,7 @@ def test_non_finite_relevance_is_stored_drawn_as_zero_and_not_counted_as_explain
     assert np.isnan(relevance[0, 0, 0]) and np.isinf(relevance[0, 0, 1:3]).all()
     heat = np.nan_to_num(relevance.sum(0), nan=0.0, posinf=0.0, neginf=0.0)
     written = np.asarray(Image.open(out / "x" / f"{METHOD}.png"), dtype=int)
-    assert np.abs(written - np.asarray(viz.heatmap(heat, **cli_explain.HEATMAP_STYLE), dtype=int)).max() <= 2
+    assert np.abs(written - np.asarray(viz.heatmap(heat, **viz.HEATMAP_STYLE), dtype=int)).max() <= 2
     assert (written[0, :3] == 255).all()  # zero relevance is white in bwr
     assert json.loads((out / "results.json").read_text())["images"][0]["methods"][METHOD]["relevance_sum"] is None
 

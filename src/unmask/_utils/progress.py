@@ -12,7 +12,8 @@ Progress = Union[bool, Callable[[int], Any]]
 
 
 class _Bar:
-    """``update(n)``, ``set_postfix(**values)`` and ``close()`` on a tqdm bar, a callable, or nothing."""
+    """``update(n)``, ``set_postfix(**values)``, ``clear()``/``refresh()`` and ``close()`` on a tqdm bar, a
+    callable, or nothing."""
 
     def __init__(self, bar: Any = None, callback: Callable[[int], Any] | None = None) -> None:
         self._bar, self._callback = bar, callback
@@ -26,6 +27,15 @@ class _Bar:
     def set_postfix(self, **values: Any) -> None:
         if self._bar is not None:
             self._bar.set_postfix(**values)
+
+    def clear(self) -> None:
+        """Take the bar off the terminal (before printing a line); :meth:`refresh` puts it back."""
+        if self._bar is not None:
+            self._bar.clear()
+
+    def refresh(self) -> None:
+        if self._bar is not None:
+            self._bar.refresh()
 
     def close(self) -> None:
         if self._bar is not None:

@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any
 
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
-from ._args import error as _error
+from .._utils.progress import progress_bar
+from ._args import EXIT_OK, UsageError, add_model_options, positive_int
 from ._run import run_command
 from ._args import check_device, output_folder
 
@@ -101,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
 
     from .. import __version__, cli
     from ..analyze import dissect_report
@@ -162,14 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         "axis_alignment": [a.to_dict() for a in axis],
         "robustness": [r.to_dict() for r in robustness],
     }
-    bar = None
-    if not args.no_progress and args.units_shown > 0:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=sum(min(args.units_shown, len(r.units)) for r in results), desc="pictures", unit="unit", file=sys.stderr, leave=False)
-        except ImportError:
-            bar = None
+    bar = progress_bar(not args.no_progress and args.units_shown > 0, sum(min(args.units_shown, len(r.units)) for r in results), "pictures", "unit")
     try:
         page = dissect_report.write_report(
             args.out, results, dataset, meta, data, units_shown=args.units_shown, images_per_unit=args.top_images,
@@ -178,8 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"cannot write to --out {args.out}: {error.strerror or error}") from None
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     for r in results:
         print(r.summary())
     for a in axis:

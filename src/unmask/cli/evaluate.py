@@ -18,9 +18,9 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from .._utils.progress import progress_bar
 from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, non_negative_int, positive_int
 from ._args import error as _error
 from ._run import run_command
@@ -75,16 +75,6 @@ def _say(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask evaluate``; returns the exit code (usage errors: one line on stderr, code 2)."""
     return run_command("evaluate", _run, args)
-
-
-def _bar(total: int, description: str, disable: bool) -> Any:
-    if disable:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional (unmask[cli]): no bar without it
-        return None
-    return tqdm(total=total, desc=description, file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
 def _one_line(error: BaseException) -> str:
@@ -215,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
     relevances: dict[str, torch.Tensor] = {}
     explanations: dict[str, Any] = {}
     runtime_errors = left_out
-    bar = _bar(len(method_names) * len(items), "explaining", args.no_progress)
+    bar = progress_bar(not args.no_progress, len(method_names) * len(items), "explaining")
     for name in method_names:
         try:
             method = get_method(name)(net.model, **method_params[name])
@@ -223,8 +213,7 @@ def _run(args: argparse.Namespace) -> int:
             for start in range(0, len(items), EXPLAIN_BATCH):
                 explanation = method.explain(inputs[start : start + EXPLAIN_BATCH], target=targets[start : start + EXPLAIN_BATCH])
                 pieces.append(explanation)
-                if bar is not None:
-                    bar.update(explanation.relevance.shape[0])
+                bar.update(explanation.relevance.shape[0])
             relevance = torch.cat([p.relevance for p in pieces]).detach()
             if relevance.shape != inputs.shape:
                 raise ValueError(f"relevance shaped {tuple(relevance.shape)} for inputs {tuple(inputs.shape)}")
@@ -236,11 +225,9 @@ def _run(args: argparse.Namespace) -> int:
             runtime_errors += 1
             message = f"{name} failed: {type(error).__name__}: {_one_line(error)}"
             failures.append({"source": None, "method": name, "error": message})
-            if bar is not None:
-                bar.clear()
+            bar.clear()
             _error(message)
-    if bar is not None:
-        bar.close()
+    bar.close()
     if not relevances:
         raise UsageError("none of the methods could explain this model (see above)")
 

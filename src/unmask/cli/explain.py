@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .._utils.progress import progress_bar
 from .._utils.validation import ParameterError
 from ..checks import check_output
 from ..models.spec import _one_line, load_model_spec
@@ -25,22 +26,11 @@ from ._params import accepts, method_params, parse_params, parse_target
 
 #: Methods ``unmask explain`` runs when no ``--method`` is given (those that are installed).
 DEFAULT_METHODS = ("lrp.epsilon_plus_flat", "lrp.epsilon_gamma_box", "gradient_x_input", "integrated_gradients")
-
-
 DEFAULT_MODEL = "efficientnet-lite0"
-
-
 DEFAULT_OUT = "out"
-
-
 #: Files of the report at the top of --out: no image's folder may take these names.
 REPORT_FILES = ("results.json", "index.html")
 
-
-HEATMAP_STYLE: dict[str, Any] = {"cmap": "bwr", "percentile": 99.5}
-
-
-OVERLAY_STYLE: dict[str, Any] = {**HEATMAP_STYLE, "alpha": "relevance", "gray": True}
 
 HELP = "heatmaps for images: PNG, .npy, results.json and index.html"
 DESCRIPTION = (
@@ -122,14 +112,6 @@ def _resolve_methods(requested: list[str] | None) -> list[str]:
             f"(known: {', '.join(known) or 'none'})"
         )
     return chosen
-
-
-def _progress(total: int, disable: bool) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm comes with the cli extra; without it, no bar
-        return None
-    return tqdm(total=total, file=sys.stderr, unit="explanation", disable=True if disable else None, dynamic_ncols=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,14 +208,12 @@ def run(args: argparse.Namespace) -> int:
         "summary": {},
     }
 
-    bar = _progress(len(items) * len(methods), args.no_progress)
+    bar = progress_bar(not args.no_progress and sys.stderr.isatty(), len(items) * len(methods), unit="explanation", leave=True)
 
     def say(message: str, error: bool = True) -> None:
-        if bar is not None:
-            bar.clear()
+        bar.clear()
         (_error if error else _note)(message)
-        if bar is not None:
-            bar.refresh()
+        bar.refresh()
 
     user_errors = input_problems
     runtime_errors = len(unusable)
@@ -251,8 +231,7 @@ def run(args: argparse.Namespace) -> int:
                     failures.append({"source": item.source, "method": None, "error": problem})
                     say(problem)
                     user_errors += 1
-                    if bar is not None:
-                        bar.update(len(methods))
+                    bar.update(len(methods))
                     continue
                 crops.append(crop)
                 item.record = {
@@ -329,8 +308,7 @@ def run(args: argparse.Namespace) -> int:
                     for item in batch_items:
                         item.record["errors"].append({"method": name, "error": f"{type(error).__name__}: {_one_line(error)}"})
                         failures.append({"source": item.source, "method": name, "error": message})
-                    if bar is not None:
-                        bar.update(len(batch_items))
+                    bar.update(len(batch_items))
                     continue
                 seconds = (time.perf_counter() - tick) / len(batch_items)
                 relevance = relevance.float().cpu()
@@ -349,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
                         item.record["errors"].append({"method": name, "error": problem})
                         failures.append({"source": item.source, "method": name, "error": f"{name} on {item.source}: {problem}"})
                     heat = torch.nan_to_num(r.sum(0), nan=0.0, posinf=0.0, neginf=0.0)  # draw NaN/Inf as 0
-                    picture, overlaid = viz.heatmap(heat, **HEATMAP_STYLE), viz.overlay(crop, heat, **OVERLAY_STYLE)
+                    picture, overlaid = viz.heatmap(heat, **viz.HEATMAP_STYLE), viz.overlay(crop, heat, **viz.OVERLAY_STYLE)
                     viz.to_png(picture, out / item.name / f"{name}.png")
                     viz.to_png(overlaid, out / item.name / f"{name}.overlay.png")
                     pictures[row].append((name, picture, overlaid))
@@ -362,8 +340,7 @@ def run(args: argparse.Namespace) -> int:
                         "conserved_share": None if shares is None else _finite(float(shares[row])),
                         "seconds": round(seconds, 4),
                     }
-                if bar is not None:
-                    bar.update(len(batch_items))
+                bar.update(len(batch_items))
             for row, (item, crop) in enumerate(zip(batch_items, crops)):
                 if pictures[row]:
                     viz.to_png(pictures[row][0][2], out / item.name / "overlay.png")  # the first method's
@@ -377,8 +354,7 @@ def run(args: argparse.Namespace) -> int:
     except (Exception, KeyboardInterrupt) as error:
         stopped = error
         failures.append({"source": None, "method": None, "error": f"the run stopped early: {type(error).__name__}: {_one_line(error)}"})
-    if bar is not None:
-        bar.close()
+    bar.close()
 
     for line in conservation_lines(conserved):
         print(line, flush=True)

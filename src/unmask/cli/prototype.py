@@ -14,8 +14,7 @@ import re
 import time
 from typing import Any
 
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, positive_int
-from ._args import error as _error
+from ._args import EXIT_OK, add_model_options, positive_int
 from ._run import run_command
 from ._args import check_device, output_folder
 
@@ -69,7 +68,6 @@ def _slug(text: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     import numpy as np
     import torch

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
-from ._args import error as _error
+from ._args import EXIT_OK, UsageError, positive_int
 from ._run import run_command
 from ._args import output_folder
 

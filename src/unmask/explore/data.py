@@ -25,13 +25,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .._utils.progress import progress_bar
+
 __all__ = ["Analysis", "ExploreError", "Explorer", "ROW_BLOCK", "IMAGE_KINDS"]
 
 ROW_BLOCK = 256
 IMAGE_KINDS = ("input", "heatmap", "overlay")
-# the pictures, as the spray report and 'unmask explain' draw them: red positive, blue negative
-_HEATMAP_STYLE: dict[str, Any] = {"cmap": "bwr", "percentile": 99.5}
-_OVERLAY_STYLE: dict[str, Any] = {**_HEATMAP_STYLE, "alpha": "relevance", "gray": True}
 _MIN_IMAGE_SIDE = 64  # smaller pictures (32 x 32 inputs, 20 x 20 pooled relevance) are enlarged, pixels kept sharp
 
 
@@ -303,9 +302,9 @@ class Explorer:
             relevance = np.nan_to_num(view.store.read("relevance", [position])[0], nan=0.0, posinf=0.0, neginf=0.0)
             heat = relevance.sum(0) if relevance.ndim == 3 else relevance
             if kind == "heatmap":
-                picture = viz.heatmap(heat, **_HEATMAP_STYLE)
+                picture = viz.heatmap(heat, **viz.HEATMAP_STYLE)
             else:
-                picture = viz.overlay(image, heat, **_OVERLAY_STYLE)
+                picture = viz.overlay(image, heat, **viz.OVERLAY_STYLE)
         side = max(picture.size)
         if side < _MIN_IMAGE_SIDE:
             from PIL import Image
@@ -374,26 +373,14 @@ class Explorer:
             indices = sorted(view.positions) if not shown[k] else sorted(shown[k])
             paths += [f"data/s{k}/rows/{b}.json" for b in sorted({i // ROW_BLOCK for i in view.positions})]
             paths += [f"img/s{k}/{i}/{kind}.png" for i in indices for kind in IMAGE_KINDS]
-        bar = _progress(len(paths), progress)
+        bar = progress_bar(progress, len(paths), unit="file")
         for path in paths:
             answer = self.get(path)
             if answer is not None:
                 write_bytes(folder / path, answer[1])
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+            bar.update(1)
+        bar.close()
         return folder / "index.html"
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="file")
 
 
 def _json(data: Any) -> bytes:

@@ -10,8 +10,11 @@ from .arrays import to_npy
 from .explanations import render_explanation, save_explanation
 from .normalize import normalize
 from .render import colorize, grid, heatmap, overlay, to_image, to_png
+from .styles import HEATMAP_STYLE, OVERLAY_STYLE
 
 __all__ = [
+    "HEATMAP_STYLE",
+    "OVERLAY_STYLE",
     "colormaps",
     "colorize",
     "grid",
