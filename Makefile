@@ -1,6 +1,6 @@
 # make demo   explain scikit-image's photos with the ImageNet EfficientNet-Lite0 -> out/index.html
 # make test   the whole test suite (what CI runs)
-# Both build .venv on first use; later runs reuse it until pyproject.toml or constraints.txt change.
+# Both build .venv on first use; later runs reuse it until pyproject.toml, constraints.txt or this file change.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -41,7 +41,7 @@ $(BASE_STAMP): pyproject.toml constraints.txt | $(PY)
 # The oracles zennit and quantus need torchvision on paper only (the tests stand in for it): installed
 # without dependencies; the test extra brings what they import. timm (random-weight architectures for
 # the LRP engine's tests) likewise, with the three packages it imports.
-$(TEST_STAMP): $(BASE_STAMP)
+$(TEST_STAMP): $(BASE_STAMP) Makefile
 	$(PIP) -e '.[all,test]'
 	$(PIP) --no-deps zennit==0.5.1 quantus==0.6.0
 	$(PIP) --no-deps timm==1.0.31 pyyaml==6.0.4 safetensors==0.8.0 huggingface_hub==2.4.0
