@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -90,3 +91,14 @@ def check_device(name: str) -> str:
     elif parsed.type != "cpu":
         raise UsageError(f"--device {name}: unmask runs models on cpu, cuda or mps, not {parsed.type!r}")
     return name
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """A file-system-safe form of ``name`` not yet in ``taken`` (case-insensitively; ``-2``, ``-3`` ... added),
+    recorded in ``taken``."""
+    base = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "image"
+    candidate, k = base, 2
+    while candidate.lower() in taken:
+        candidate, k = f"{base}-{k}", k + 1
+    taken.add(candidate.lower())
+    return candidate

@@ -20,11 +20,12 @@ import sys
 import time
 from typing import Any
 
+from .._utils.errors import one_line
 from .._utils.progress import progress_bar
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, non_negative_int, positive_int
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, check_device, non_negative_int
 from ._args import error as _error
+from ._args import output_folder, positive_int, unique_name
 from ._run import run_command
-from ._args import check_device, output_folder
 
 HELP = "score heatmaps: pixel flipping / AOPC, selectivity and other metrics -> evaluation.json, plot, page"
 DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ")
@@ -77,22 +78,6 @@ def run(args: argparse.Namespace) -> int:
     return run_command("evaluate", _run, args)
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    import re
-
-    base = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "image"
-    candidate, k = base, 2
-    while candidate.lower() in taken:
-        candidate, k = f"{base}-{k}", k + 1
-    taken.add(candidate.lower())
-    return candidate
-
-
 def _images(args: argparse.Namespace, failures: list[dict[str, Any]]) -> tuple[list[tuple[str, str, Any]], int]:
     """``[(name, source, PIL image)]`` and the number of inputs that could not be used."""
     from .. import data as data_module
@@ -116,7 +101,7 @@ def _images(args: argparse.Namespace, failures: list[dict[str, Any]]) -> tuple[l
                 _error(str(error))
                 problems += 1
                 continue
-            items.append((_unique(path.stem, taken), str(path), image))
+            items.append((unique_name(path.stem, taken), str(path), image))
         return items, problems
     names = data_module.photo_names() if args.photos == ["all"] else (args.photos or list(data_module.DEFAULT_PHOTOS))
     for name in names:
@@ -125,8 +110,8 @@ def _images(args: argparse.Namespace, failures: list[dict[str, Any]]) -> tuple[l
     try:
         photos = data_module.sample_photos(names)
     except ImportError as error:
-        raise UsageError(f"no images given and {_one_line(error)}") from None
-    return [(_unique(name, taken), f"skimage.data: {name}", photo) for name, photo in photos.items()], 0
+        raise UsageError(f"no images given and {one_line(error)}") from None
+    return [(unique_name(name, taken), f"skimage.data: {name}", photo) for name, photo in photos.items()], 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -183,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         if output.dim() != 2:
             raise ValueError(f"the model's output is shaped {tuple(output.shape)}, not (batch, classes)")
     except Exception as error:
-        raise UsageError(f"the model cannot process {size}x{size} RGB images: {_one_line(error)}") from None
+        raise UsageError(f"the model cannot process {size}x{size} RGB images: {one_line(error)}") from None
     if target_index is not None and not 0 <= target_index < output.shape[1]:
         raise UsageError(f"--target {target_index} is out of range for a model with {output.shape[1]} classes")
     targets = output.argmax(1) if target_index is None else torch.full((len(items),), target_index, dtype=torch.long, device=device)
@@ -223,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
             explanations[name] = pieces
         except Exception as error:  # one method failing must not lose the others
             runtime_errors += 1
-            message = f"{name} failed: {type(error).__name__}: {_one_line(error)}"
+            message = f"{name} failed: {type(error).__name__}: {one_line(error)}"
             failures.append({"source": None, "method": name, "error": message})
             bar.clear()
             _error(message)
@@ -268,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
                 results[name]["randomisation"] = entry
         except Exception as error:
             runtime_errors += 1
-            message = f"{name}: a metric failed: {type(error).__name__}: {_one_line(error)}"
+            message = f"{name}: a metric failed: {type(error).__name__}: {one_line(error)}"
             failures.append({"source": None, "method": name, "error": message})
             _error(message)
 
@@ -320,8 +305,8 @@ def _run(args: argparse.Namespace) -> int:
                                 title=f"{net.name}: {len(items)} images, {args.region}x{args.region} regions, {args.perturbation}")
             curves_file = "aopc_curves.png"
         except ImportError as error:
-            evaluation["notes"].append(f"no plot: {_one_line(error)}")
-            _say(f"no plot: {_one_line(error)}")
+            evaluation["notes"].append(f"no plot: {one_line(error)}")
+            _say(f"no plot: {one_line(error)}")
     evaluation["summary"] = {"images": len(items) + input_problems, "methods": len(relevances),
                              "seconds": round(time.perf_counter() - started, 2)}
     write_json(out / "evaluation.json", evaluation)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,8 +18,9 @@ from typing import Any, Callable
 from .._utils.progress import progress_bar
 from .._utils.validation import ParameterError
 from ..checks import check_output
-from ..models.spec import _one_line, load_model_spec
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, check_device, output_folder, positive_int
+from .._utils.errors import one_line
+from ..models.spec import load_model_spec
+from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_options, check_device, output_folder, positive_int, unique_name
 from ._args import error as _error
 from ._params import accepts, method_params, parse_params, parse_target
 
@@ -80,15 +80,6 @@ class _Item:
     source: str
     load: Callable[[], Any]
     record: dict[str, Any] = field(default_factory=dict)
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    base = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "image"
-    candidate, k = base, 2
-    while candidate.lower() in taken:
-        candidate, k = f"{base}-{k}", k + 1
-    taken.add(candidate.lower())
-    return candidate
 
 
 def _resolve_methods(requested: list[str] | None) -> list[str]:
@@ -153,9 +144,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             methods[name] = cls(net.model, **kwargs)
         except ParameterError as error:  # a value the method refuses: the user's to correct
-            raise UsageError(f"{name}: {_one_line(error)}") from None
+            raise UsageError(f"{name}: {one_line(error)}") from None
         except Exception as error:  # e.g. a layer the method has no rule for: the other methods still run
-            unusable[name] = f"{type(error).__name__}: {_one_line(error)}"
+            unusable[name] = f"{type(error).__name__}: {one_line(error)}"
             _error(f"method {name!r} cannot explain this model: {unusable[name]}")
     if not methods:
         raise UsageError("none of the methods can explain this model (see above)")
@@ -174,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
             failures.append({"source": problem.path, "method": None, "error": str(problem)})
             _error(str(problem))
         for path in files:
-            items.append(_Item(_unique(path.stem, taken), str(path), lambda p=path: data_module.load_image(p)))
+            items.append(_Item(unique_name(path.stem, taken), str(path), lambda p=path: data_module.load_image(p)))
     else:
         try:
             names = data_module.photo_names() if args.photos == ["all"] else (args.photos or list(data_module.DEFAULT_PHOTOS))
@@ -183,9 +174,9 @@ def run(args: argparse.Namespace) -> int:
                     raise UsageError(f"unknown sample photo {name!r}; known: {', '.join(data_module.photo_names())}")
             photos = data_module.sample_photos(names)
         except ImportError as error:
-            raise UsageError(f"no images given and {_one_line(error)}") from None
+            raise UsageError(f"no images given and {one_line(error)}") from None
         for name, photo in photos.items():
-            items.append(_Item(_unique(name, taken), f"skimage.data: {name}", lambda p=photo: p))
+            items.append(_Item(unique_name(name, taken), f"skimage.data: {name}", lambda p=photo: p))
 
     failures.extend({"source": None, "method": name, "error": f"method {name!r} cannot explain this model: {why}"}
                     for name, why in unusable.items())
@@ -256,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
                 with torch.no_grad():
                     output = check_output(net.model(inputs))
             except Exception as error:
-                message = f"the model cannot process {net.preprocessing.size}x{net.preprocessing.size} RGB images: {_one_line(error)}"
+                message = f"the model cannot process {net.preprocessing.size}x{net.preprocessing.size} RGB images: {one_line(error)}"
                 if not results["images"]:
                     raise UsageError(message) from None
                 say(message)
@@ -302,11 +293,11 @@ def run(args: argparse.Namespace) -> int:
                         raise ValueError(f"relevance shaped {tuple(relevance.shape)} for inputs {tuple(inputs.shape)}")
                     explained = explanation.explained_output
                 except Exception as error:  # one method failing must not lose the others
-                    message = f"{name} failed on {', '.join(i.source for i in batch_items)}: {type(error).__name__}: {_one_line(error)}"
+                    message = f"{name} failed on {', '.join(i.source for i in batch_items)}: {type(error).__name__}: {one_line(error)}"
                     say(message)
                     runtime_errors += len(batch_items)
                     for item in batch_items:
-                        item.record["errors"].append({"method": name, "error": f"{type(error).__name__}: {_one_line(error)}"})
+                        item.record["errors"].append({"method": name, "error": f"{type(error).__name__}: {one_line(error)}"})
                         failures.append({"source": item.source, "method": name, "error": message})
                     bar.update(len(batch_items))
                     continue
@@ -353,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
                 results["images"].append(item.record)
     except (Exception, KeyboardInterrupt) as error:
         stopped = error
-        failures.append({"source": None, "method": None, "error": f"the run stopped early: {type(error).__name__}: {_one_line(error)}"})
+        failures.append({"source": None, "method": None, "error": f"the run stopped early: {type(error).__name__}: {one_line(error)}"})
     bar.close()
 
     for line in conservation_lines(conserved):

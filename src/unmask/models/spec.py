@@ -14,14 +14,9 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .._utils.errors import UsageError
+from .._utils.errors import UsageError, one_line
 
 __all__ = ["class_names", "load_callable", "load_model_spec"]
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def load_callable(spec: str) -> Callable[..., Any]:
@@ -51,9 +46,9 @@ def load_callable(spec: str) -> Callable[..., Any]:
     except UsageError:
         raise
     except AttributeError as error:
-        raise UsageError(f"cannot load {spec!r}: {_one_line(error)}") from None
+        raise UsageError(f"cannot load {spec!r}: {one_line(error)}") from None
     except Exception as error:  # the user's module failed to import: report it, no traceback
-        raise UsageError(f"cannot load {spec!r}: {type(error).__name__}: {_one_line(error)}") from None
+        raise UsageError(f"cannot load {spec!r}: {type(error).__name__}: {one_line(error)}") from None
     if not callable(target):
         raise UsageError(f"{spec!r} is not callable (a {type(target).__name__})")
     return target
@@ -93,7 +88,7 @@ def _build(factory_spec: str) -> Any:
     try:
         return factory()
     except Exception as error:
-        raise UsageError(f"{factory_spec!r} failed: {type(error).__name__}: {_one_line(error)}") from None
+        raise UsageError(f"{factory_spec!r} failed: {type(error).__name__}: {one_line(error)}") from None
 
 
 def load_model_spec(
@@ -117,7 +112,7 @@ def load_model_spec(
         try:
             return zoo.load(spec, device=device)
         except ImportError as error:
-            raise UsageError(f"cannot load {spec!r}: {_one_line(error)}") from None
+            raise UsageError(f"cannot load {spec!r}: {one_line(error)}") from None
 
     path = Path(spec)
     if path.is_file():
@@ -129,7 +124,7 @@ def load_model_spec(
                     warnings.simplefilter("ignore", DeprecationWarning)
                     model = torch.jit.load(str(path), map_location=device)
             except Exception as error:
-                raise UsageError(f"cannot load TorchScript file {spec}: {_one_line(error)}") from None
+                raise UsageError(f"cannot load TorchScript file {spec}: {one_line(error)}") from None
         else:
             try:
                 obj = torch.load(str(path), map_location=device, weights_only=True)
@@ -146,11 +141,11 @@ def load_model_spec(
                 try:
                     obj = torch.load(str(path), map_location=device, weights_only=False)
                 except Exception as error:
-                    raise UsageError(f"cannot load {spec}: {_one_line(error)}") from None
+                    raise UsageError(f"cannot load {spec}: {one_line(error)}") from None
             except Exception as error:
                 raise UsageError(
                     f"cannot load {spec}: not a TorchScript file nor a file written by torch.save "
-                    f"({type(error).__name__}: {_one_line(error)})"
+                    f"({type(error).__name__}: {one_line(error)})"
                 ) from None
             if isinstance(obj, nn.Module):
                 if arch:
@@ -170,7 +165,7 @@ def load_model_spec(
                 try:
                     model.load_state_dict(state, strict=True)
                 except RuntimeError as error:
-                    raise UsageError(f"the state dict {spec} does not fit --arch {arch!r}: {_one_line(error)}") from None
+                    raise UsageError(f"the state dict {spec} does not fit --arch {arch!r}: {one_line(error)}") from None
     elif ":" in spec:
         if arch:
             raise UsageError("--arch is for state-dict files given as --model")
@@ -207,4 +202,4 @@ def class_names(classes: str | None) -> list[str]:
     try:
         return [line.strip() for line in Path(classes).read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read --classes {classes}: {_one_line(error)}") from None
+        raise UsageError(f"cannot read --classes {classes}: {one_line(error)}") from None
