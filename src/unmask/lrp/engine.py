@@ -44,6 +44,11 @@ class Layer:
     def describe(self) -> str:
         return f"node {self.step.name!r} at {self.step.describe()}"
 
+    def arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The node's call arguments with values in place of nodes (constants computed on demand)."""
+        resolve = lambda n: self.graph._lookup(n, self.values)  # noqa: E731
+        return fx.node.map_arg(self.node.args, resolve), fx.node.map_arg(self.node.kwargs, resolve)
+
     def vjp(self, grad: Any) -> list[torch.Tensor | None]:
         """``J^T grad`` for each input (``None`` for inputs the output does not depend on)."""
         if self.affine is not None:
