@@ -172,3 +172,21 @@ def test_attribute_command_on_ray(cluster, tmp_path, capsys):
     np.testing.assert_array_equal(a.predictions, b.predictions)
     np.testing.assert_allclose(b.relevance(), a.relevance(), rtol=1e-4, atol=1e-6 * float(np.abs(a.relevance()).max()))
     capsys.readouterr()
+
+
+class Damaged(Samples):
+    """Sample 5 cannot be read, as a damaged image file."""
+
+    def __getitem__(self, i: int):
+        if i == 5:
+            raise OSError("image file is truncated")
+        return super().__getitem__(i)
+
+
+def test_ray_skips_damaged_samples_as_the_local_engine_does(cluster, tmp_path):
+    local = attribute(build(), Damaged(16), tmp_path / "local", skip_bad=True, **SETTINGS)
+    on_ray = attribute(build(), Damaged(16), tmp_path / "ray", skip_bad=True, engine="ray", **SETTINGS)
+    assert [s["index"] for s in on_ray.skipped] == [s["index"] for s in local.skipped] == [5]
+    np.testing.assert_array_equal(on_ray.field("prediction"), local.field("prediction"))
+    good = np.arange(16) != 5
+    np.testing.assert_allclose(on_ray.relevance()[good], local.relevance()[good], rtol=1e-4, atol=1e-6)

@@ -36,11 +36,12 @@ def _ray() -> Any:
 
 
 def explain_shard(net: Any, dataset: Any, start: int, stop: int, job: dict[str, Any]) -> dict[str, Any]:
-    """On a Ray worker: the rows of samples ``[start, stop)`` and where they were computed."""
+    """On a Ray worker: the rows of samples ``[start, stop)``, one part per batch, and where they were computed."""
     import ray
     import torch
 
     from .. import get_method
+    from ._skip import explain_tolerant
     from ._write import _explain_batch
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
@@ -53,30 +54,22 @@ def explain_shard(net: Any, dataset: Any, start: int, stop: int, job: dict[str, 
     explainer = get_method(job["method"])(net, **job["params"])
     parts = []
     batch_size = job["batch_size"]
+    explain = lambda good, first: _explain_batch(  # noqa: E731
+        explainer, good, first, job["target"], job["relevance"], job["pool"], device, job["fields"])
     for begin in range(start, stop, batch_size):
         items = [dataset[i] for i in range(begin, min(begin + batch_size, stop))]
-        parts.append(_explain_batch(explainer, items, begin, job["target"], job["relevance"], job["pool"], device, job["fields"]))
-    return {"rows": _concatenate(parts), "device": str(device), "pid": os.getpid()}
-
-
-def _concatenate(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in parts[0].items():
-        if name == "path":
-            out[name] = [path for part in parts for path in part[name]]
-        elif name == "extra":
-            out[name] = {key: np.concatenate([part[name][key] for part in parts]) for key in value}
-        else:
-            out[name] = np.concatenate([part[name] for part in parts])
-    return out
+        # as the local engine: samples that failed to load (skip_bad) get placeholder rows, non-finite ones a flag
+        parts.append(explain_tolerant(explain, items, begin, tuple(job["rel_shape"]), job["fields"]))
+    return {"parts": parts, "device": str(device), "pid": os.getpid()}
 
 
 def _write_shard(shards: Path, start: int, stop: int, result: dict[str, Any], rel_shape: tuple[int, ...], fields: dict[str, Any], save_logits: bool) -> None:
     """Write one shard's rows to a temporary file and move it into place (complete or absent)."""
+    from ._skip import record_skipped
     from ._write import _create_datasets, _fsync_dir, _write_rows
 
-    rows = result["rows"]
-    if not np.array_equal(rows["index"], np.arange(start, stop)):
+    parts = result["parts"]
+    if not np.array_equal(np.concatenate([rows["index"] for rows in parts]), np.arange(start, stop)):
         raise StoreError(f"the Ray task for samples [{start}, {stop}) returned rows for other samples; the shard was not written")
     h5py = _h5py()
     final = shards / shard_name(start, stop)
@@ -84,8 +77,14 @@ def _write_shard(shards: Path, start: int, stop: int, result: dict[str, Any], re
     try:
         with h5py.File(tmp, "w") as handle:
             data = _create_datasets(handle, stop - start, rel_shape, fields, save_logits, classes=None)
-            _write_rows(handle, data, 0, rows, save_logits)
+            at, skipped, non_finite = 0, [], []
+            for rows in parts:
+                _write_rows(handle, data, at, rows, save_logits)
+                at += len(rows["index"])
+                skipped.extend(rows.get("skipped", []))
+                non_finite.extend(rows.get("non_finite", []))
             handle.attrs["device"] = result["device"]
+            record_skipped(handle, skipped, non_finite)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, final)

@@ -380,7 +380,7 @@ def attribute(
         from ._ray import explain_on_ray
 
         job = {"method": method, "params": method_params, "target": target, "relevance": relevance, "pool": pool,
-               "batch_size": batch_size, "fields": fields, "device": str(torch_device)}
+               "batch_size": batch_size, "fields": fields, "device": str(torch_device), "rel_shape": list(rel_shape)}
         bar = _progress(total, finished, progress, f"attribute {folder.name} (ray)")
         try:
             explain_on_ray(net, dataset, [span for _, span in pending], shards=shards, job=job, rel_shape=rel_shape, fields=fields,
