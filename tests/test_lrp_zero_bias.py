@@ -54,7 +54,7 @@ def test_zero_bias_conserves_where_biases_absorb_relevance():
 
 
 def test_explain_command_reports_the_conserved_share_with_a_hint():
-    from unmask.cli import conservation_lines
+    from unmask.cli.explain import conservation_lines
 
     lines = conservation_lines({"lrp.epsilon_plus_flat": [0.0002, 0.0004, 0.001], "lrp.epsilon": [0.98],
                                 "gradient": [0.01]})

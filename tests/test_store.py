@@ -242,3 +242,15 @@ def test_attribute_command_on_an_image_folder_and_a_file_list(tmp_path, capsys):
     assert "unknown method" in capsys.readouterr().err
     assert _command(command, ["--merge", str(tmp_path / "store"), "--out", str(tmp_path / "merged.h5")]) == 0
     assert open_store(tmp_path / "merged.h5").complete
+
+
+def test_store_positions_of_a_selection(tmp_path, helper):
+    _, module = helper
+    store = attribute(module.build(), module.Slow(6), tmp_path / "s", method="gradient", batch_size=3, shard_size=4, progress=False)
+    np.testing.assert_array_equal(store.positions(), np.arange(6))
+    np.testing.assert_array_equal(store.positions([0, -1, 2]), [0, 5, 2])
+    np.testing.assert_array_equal(store.positions(np.arange(6) % 2 == 1), [1, 3, 5])
+    with pytest.raises(StoreError, match="out of range"):
+        store.positions([6])
+    with pytest.raises(StoreError, match="boolean selection needs 6"):
+        store.positions([True, False])

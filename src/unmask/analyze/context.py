@@ -162,7 +162,7 @@ def context_use(
         raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
     if isinstance(relevance, Store):
         store = relevance
-        positions = store._positions(select)
+        positions = store.positions(select)
         use_store_masks = False
         if masks is None and boxes is None:
             if "mask" in store.fields:

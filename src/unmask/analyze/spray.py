@@ -665,7 +665,7 @@ def spray(
 
     if isinstance(heatmaps, Store):
         store = heatmaps
-        positions = store._positions(select)
+        positions = store.positions(select)
         with steps.step("preprocess", total=len(positions), label="pool (store)") as tick:
             features = _store_features(store, positions, size, normalize, tick)
         indices = store.indices[positions]

@@ -322,7 +322,10 @@ class Store:
         return self.field(f"extra/{name}")
 
     # ------------------------------------------------------------------ relevance
-    def _positions(self, positions: Sequence[int] | np.ndarray | None) -> np.ndarray:
+    def positions(self, select: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Store positions (0 .. len - 1, int64) of ``select``: every sample for ``None``, a boolean mask
+        with one entry per sample, or integer positions (negative ones count from the end)."""
+        positions = select
         n = len(self)
         if positions is None:
             return np.arange(n)
@@ -340,7 +343,7 @@ class Store:
 
     def read(self, name: str, positions: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Rows of a per-sample dataset (``"relevance"``, ``"mask"``, ``"box"``, ...) at ``positions``, in that order."""
-        wanted = self._positions(positions)
+        wanted = self.positions(positions)
         if name == "relevance":
             shape, dtype = self.relevance_shape, np.float32
         else:
@@ -366,14 +369,14 @@ class Store:
         self, positions: Sequence[int] | np.ndarray | None = None, chunk: int = 1024
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(positions, relevance)`` in slices of at most ``chunk`` samples, in the order asked."""
-        wanted = self._positions(positions)
+        wanted = self.positions(positions)
         for begin in range(0, len(wanted), chunk):
             block = wanted[begin : begin + chunk]
             yield block, self.read("relevance", block)
 
     def relevance(self, positions: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Relevance of the samples at ``positions`` (all when ``None``) as one float32 array."""
-        wanted = self._positions(positions)
+        wanted = self.positions(positions)
         out = np.empty((len(wanted), *self.relevance_shape), dtype=np.float32)
         at = 0
         for _, values in self.iter_relevance(wanted):
@@ -390,7 +393,7 @@ class Store:
         """
         import torch
 
-        wanted = self._positions(positions)
+        wanted = self.positions(positions)
         shape = self.relevance_shape
         spatial = shape[-2:] if len(shape) >= 2 else shape
         out_hw = spatial if size is None else (size, size)
