@@ -73,7 +73,7 @@ def install() -> None:
     functional = _placeholders("torchvision.transforms.functional", InterpolationMode=InterpolationMode)
     modules = {
         "torchvision.models.resnet": resnet,
-        "torchvision.models": _placeholders("torchvision.models", resnet=resnet),
+        "torchvision.models": types.ModuleType("torchvision.models"),  # no model constructors: callers fall back
         "torchvision.ops.misc": _placeholders("torchvision.ops.misc", FrozenBatchNorm2d=FrozenBatchNorm2d),
         "torchvision.datasets": _placeholders("torchvision.datasets"),
         "torchvision.transforms.functional": functional,
@@ -81,6 +81,7 @@ def install() -> None:
                                                 InterpolationMode=InterpolationMode),
         "torchvision.utils": _placeholders("torchvision.utils"),
     }
+    modules["torchvision.models"].resnet = resnet
     modules["torchvision.ops"] = _placeholders("torchvision.ops", misc=modules["torchvision.ops.misc"])
     modules["torchvision"] = _placeholders("torchvision", **{k.split(".")[1]: v for k, v in modules.items()
                                                              if k.count(".") == 1})
