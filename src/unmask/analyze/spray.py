@@ -326,8 +326,6 @@ def _drop_self(found: np.ndarray, k: int) -> np.ndarray:
 
 def affinity(features: np.ndarray, k: int | None = None, knn: str = "auto", random_state: int = 0) -> Any:
     """The symmetric binary kNN graph ``W = max(W, W^T)`` as a ``scipy.sparse.csr_matrix`` (N x N, ~2Nk entries)."""
-    import scipy.sparse as sp
-
     n = features.shape[0]
     k = default_k(n) if k is None else k
     if not isinstance(k, (int, np.integer)) or k < 1 or k >= n:
