@@ -276,7 +276,7 @@ CATALOGUE = [
     Attempt("spray on a folder that is no store", "traceback", ["spray", "good", "--out", "o-nostore"], (2,), "not a results store"),
     Attempt("prototype --lr nan", "silent", ["prototype", *TINY, "--target", "0", "--steps", "2", "--lr", "nan", "--out", "o-proto"], (2,), "lr must be a finite number"),
     Attempt("explore a folder that is no store", "traceback", ["explore", "good", "--no-progress"], (2,), "not a results store"),
-    Attempt("explore --port 99999", "traceback", ["explore", "store", "--port", "99999"], (2,), "--port must be in 0 .. 65535", timeout=60),
+    Attempt("explore --port 99999", "traceback", ["explore", "store", "--port", "99999"], (2,), "a port is 0 to 65535", timeout=60),
     Attempt("explore --static onto a file", "destroyed", ["explore", "store", "--static", "notes.txt", "--no-progress"], (2,),
             "exists and is not a folder", unchanged("notes.txt")),
     Attempt("methods", "sanity", ["methods"], (0,)),
