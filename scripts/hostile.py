@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -327,7 +328,8 @@ def run_attempt(root: Path, attempt: Attempt) -> Row:
     for name in getattr(attempt.outputs, "watched", ()):
         FINGERPRINTS[str(root / name)] = _hash(root / name)
     code, stderr, seconds = _unmask(root, attempt.argv, attempt.timeout)
-    errors = [line for line in stderr.splitlines() if line.startswith("unmask: error:")]
+    # "unmask: error: ..." from the commands, "unmask CMD: error: ..." (after the usage) from argparse
+    errors = [line for line in stderr.splitlines() if re.match(r"unmask( [\w-]+)?: error:", line)]
     one_line = code in (0, None) or len(errors) >= 1 and all("\n" not in e for e in errors)
     message_ok = not attempt.message or any(attempt.message in e for e in errors)
     outputs = None if attempt.outputs is None else bool(attempt.outputs(root))

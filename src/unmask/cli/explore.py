@@ -54,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
     """Run ``unmask explore`` for parsed ``args``; returns the exit code."""
     from ..explore import ExploreError, Explorer, make_server
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be in 0 .. 65535, got {args.port}")
     if args.static:
         output_folder(args.static, "--static")  # before the app is built
     stores, analyses = [args.store], []
