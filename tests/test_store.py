@@ -254,3 +254,11 @@ def test_store_positions_of_a_selection(tmp_path, helper):
         store.positions([6])
     with pytest.raises(StoreError, match="boolean selection needs 6"):
         store.positions([True, False])
+def test_attribute_never_changes_the_users_model(tmp_path, helper):
+    _, module = helper
+    model = module.build().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    store = attribute(model, module.Slow(8), tmp_path / "s", method="gradient", batch_size=4, shard_size=8, progress=False)
+    assert len(store) == 8
+    assert all(m.training for m in model.modules())  # still in training mode: the store explained a copy
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -1,6 +1,7 @@
 """Writing a store: explanations for a whole data set, shard by shard, resumable; and merging shards."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -12,6 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..models import as_module, model_device, on_device
 from ._guard import acquire_writer_lock, check_merge_target, release
 from ._skip import Skipped, Tolerant, explain_tolerant, first_loadable, record_skipped
 from ._format import (
@@ -294,16 +296,19 @@ def attribute(
     if size == 0:
         raise StoreError("the data set is empty")
 
-    net = getattr(model, "model", model)
-    if not isinstance(net, torch.nn.Module):
-        raise StoreError(f"model must be a torch.nn.Module or a unmask.zoo.ZooModel, got a {type(model).__name__}")
-    name = model_name or getattr(model, "name", None) or type(net).__name__
+    try:
+        user_net = as_module(model)
+    except TypeError as error:
+        raise StoreError(str(error)) from None
+    name = model_name or getattr(model, "name", None) or type(user_net).__name__
     if classes is None:
         classes = list(getattr(model, "classes", None) or getattr(dataset, "classes", None) or [])
-    if device is None:
-        device = str(next(iter(net.parameters())).device) if any(True for _ in net.parameters()) else "cpu"
-    torch_device = torch.device(device)
-    net = net.to(torch_device if engine == "local" else "cpu").eval()  # on Ray the workers move it
+    torch_device = model_device(user_net) if device is None else torch.device(device)
+    # the user's model is never moved nor switched to eval mode: a copy where either is needed (on Ray the
+    # workers move it to their devices)
+    net, _ = on_device(user_net, torch_device if engine == "local" else "cpu")
+    if any(m.training for m in net.modules()):
+        net = (copy.deepcopy(net) if net is user_net else net).eval()
 
     if skip_bad:
         dataset = Tolerant(dataset)
