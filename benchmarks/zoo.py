@@ -22,6 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from models import zero_shifts  # noqa: E402
 from torchvision_standin import install  # noqa: E402
 
 install()
@@ -35,16 +36,6 @@ MODELS = [
     "mixnet_m", "efficientnet_b0", "tf_efficientnet_lite0", "mobilenetv3_large_100", "tf_mobilenetv3_large_100",
     "ghostnet_100", "rexnet_100", "nfnet_l0", "dm_nfnet_f0", "dpn68", "resnext50_32x4d", "seresnet50",
 ]
-
-
-def zero_shifts(model: nn.Module) -> nn.Module:
-    with torch.no_grad():
-        for module in model.modules():
-            for name in ("bias", "running_mean"):
-                value = getattr(module, name, None)
-                if isinstance(value, torch.Tensor):
-                    value.zero_()
-    return model
 
 
 def gradient(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:

@@ -134,3 +134,14 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 def seeded(cls, *args, seed: int = 0, **kwargs) -> nn.Module:
     torch.manual_seed(seed)
     return randomize_batchnorm(cls(*args, **kwargs), seed).eval()
+
+
+def zero_shifts(model: nn.Module) -> nn.Module:
+    """All biases and BatchNorm means zero: LRP-0 is then exactly gradient x input on piecewise-linear nets."""
+    with torch.no_grad():
+        for module in model.modules():
+            for name in ("bias", "running_mean"):
+                value = getattr(module, name, None)
+                if isinstance(value, torch.Tensor):
+                    value.zero_()
+    return model

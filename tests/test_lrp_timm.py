@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import unmask
+from models import zero_shifts
 from torchvision_standin import install
 from zennit_oracle import efficientnet_lite_canonizers, import_zennit
 
@@ -19,17 +20,6 @@ timm = pytest.importorskip("timm")
 def create(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
     torch.manual_seed(0)
     return timm.create_model(name, pretrained=False, num_classes=10).to(dtype).eval()
-
-
-def zero_shifts(model: nn.Module) -> nn.Module:
-    """All biases and BatchNorm means zero: LRP-0 is then exactly gradient x input on piecewise-linear nets."""
-    with torch.no_grad():
-        for module in model.modules():
-            for name in ("bias", "running_mean"):
-                value = getattr(module, name, None)
-                if isinstance(value, torch.Tensor):
-                    value.zero_()
-    return model
 
 
 def unfolded_batchnorms(graph) -> list[str]:
