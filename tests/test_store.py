@@ -254,6 +254,8 @@ def test_store_positions_of_a_selection(tmp_path, helper):
         store.positions([6])
     with pytest.raises(StoreError, match="boolean selection needs 6"):
         store.positions([True, False])
+
+
 def test_attribute_never_changes_the_users_model(tmp_path, helper):
     _, module = helper
     model = module.build().train()
