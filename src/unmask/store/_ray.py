@@ -16,13 +16,12 @@ when ``device`` is CUDA (Ray then shows each task only its own GPU); ``ray_optio
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._format import StoreError, _h5py, shard_name
+from ._format import StoreError
 
 ENGINES = ("local", "ray")
 
@@ -66,32 +65,21 @@ def explain_shard(net: Any, dataset: Any, start: int, stop: int, job: dict[str, 
 def _write_shard(shards: Path, start: int, stop: int, result: dict[str, Any], rel_shape: tuple[int, ...], fields: dict[str, Any], save_logits: bool) -> None:
     """Write one shard's rows to a temporary file and move it into place (complete or absent)."""
     from ._skip import record_skipped
-    from ._write import _create_datasets, _fsync_dir, _write_rows
+    from ._write import _create_datasets, _write_rows, shard_file
 
     parts = result["parts"]
     if not np.array_equal(np.concatenate([rows["index"] for rows in parts]), np.arange(start, stop)):
         raise StoreError(f"the Ray task for samples [{start}, {stop}) returned rows for other samples; the shard was not written")
-    h5py = _h5py()
-    final = shards / shard_name(start, stop)
-    tmp = shards / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with h5py.File(tmp, "w") as handle:
-            data = _create_datasets(handle, stop - start, rel_shape, fields, save_logits, classes=None)
-            at, skipped, non_finite = 0, [], []
-            for rows in parts:
-                _write_rows(handle, data, at, rows, save_logits)
-                at += len(rows["index"])
-                skipped.extend(rows.get("skipped", []))
-                non_finite.extend(rows.get("non_finite", []))
-            handle.attrs["device"] = result["device"]
-            record_skipped(handle, skipped, non_finite)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(shards)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with shard_file(shards, start, stop) as handle:
+        data = _create_datasets(handle, stop - start, rel_shape, fields, save_logits, classes=None)
+        at, skipped, non_finite = 0, [], []
+        for rows in parts:
+            _write_rows(handle, data, at, rows, save_logits)
+            at += len(rows["index"])
+            skipped.extend(rows.get("skipped", []))
+            non_finite.extend(rows.get("non_finite", []))
+        handle.attrs["device"] = result["device"]
+        record_skipped(handle, skipped, non_finite)
 
 
 def _window(ray: Any, options: dict[str, Any]) -> int:

@@ -1,6 +1,7 @@
 """Writing a store: explanations for a whole data set, shard by shard, resumable; and merging shards."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -9,7 +10,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -164,6 +165,25 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def shard_file(shards: Path, start: int, stop: int) -> Iterator[Any]:
+    """An open HDF5 file for the shard of samples ``[start, stop)``: written under a temporary name, fsynced
+    and moved into place with one ``os.replace`` when the block ends, removed if it fails, so a shard on
+    disk is complete or absent."""
+    final = shards / shard_name(start, stop)
+    tmp = shards / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with _h5py().File(tmp, "w") as handle:
+            yield handle
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(shards)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_manifest_once(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -401,40 +421,30 @@ def attribute(
         batches.extend(list(range(b, min(b + batch_size, stop))) for b in range(start, stop, batch_size))
     loader = _loader(dataset, batches, num_workers)
     bar = _progress(total, finished, progress, f"attribute {folder.name}")
-    h5py = _h5py()
+    _h5py()  # fails here, before any work, when h5py (the analyze extra) is missing
     try:
         batch_iter = iter(loader)
         for _, (start, stop) in pending:
-            final = shards / shard_name(start, stop)
-            tmp = shards / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-            try:
-                with h5py.File(tmp, "w") as handle:
-                    count = stop - start
-                    data = _create_datasets(handle, count, rel_shape, fields, save_logits, classes=None)
-                    at = 0
-                    skipped: list[dict[str, Any]] = []
-                    non_finite: list[int] = []
-                    while at < count:
-                        items = next(batch_iter)
-                        rows = explain_tolerant(
-                            lambda good, first_index: _explain_batch(explainer, good, first_index, target, relevance, pool, torch_device, fields),
-                            items, start + at, rel_shape, fields,
-                        )
-                        skipped.extend(rows.get("skipped", []))
-                        non_finite.extend(rows.get("non_finite", []))
-                        _write_rows(handle, data, at, rows, save_logits)
-                        at += len(items)
-                        if bar is not None:
-                            bar.update(len(items))
-                    handle.attrs["device"] = str(torch_device)
-                    record_skipped(handle, skipped, non_finite)
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, final)
-                _fsync_dir(shards)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            with shard_file(shards, start, stop) as handle:
+                count = stop - start
+                data = _create_datasets(handle, count, rel_shape, fields, save_logits, classes=None)
+                at = 0
+                skipped: list[dict[str, Any]] = []
+                non_finite: list[int] = []
+                while at < count:
+                    items = next(batch_iter)
+                    rows = explain_tolerant(
+                        lambda good, first_index: _explain_batch(explainer, good, first_index, target, relevance, pool, torch_device, fields),
+                        items, start + at, rel_shape, fields,
+                    )
+                    skipped.extend(rows.get("skipped", []))
+                    non_finite.extend(rows.get("non_finite", []))
+                    _write_rows(handle, data, at, rows, save_logits)
+                    at += len(items)
+                    if bar is not None:
+                        bar.update(len(items))
+                handle.attrs["device"] = str(torch_device)
+                record_skipped(handle, skipped, non_finite)
             if on_shard is not None:
                 on_shard(start, stop)
     finally:
