@@ -9,9 +9,7 @@ within each repeat so that machine noise hits them alike. Ratios are to the plai
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import unmask  # noqa: E402
+from _timing import interleaved_medians  # noqa: E402
 from zennit_oracle import import_zennit  # noqa: E402
 
 COMPOSITES = {
@@ -54,11 +53,6 @@ def vgg16() -> nn.Module:
 
 def efficientnet_lite0() -> nn.Module:
     return unmask.zoo.load("efficientnet-lite0").model
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,17 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                             attributor(x, torch.eye(1000, device=device)[target])
 
                     runs[f"zennit {ours}"] = zennit_run
-            times: dict[str, list[float]] = {name: [] for name in runs}
-            for name, run in runs.items():
-                run()  # warm-up
-            for _ in range(args.repeats):
-                for name, run in runs.items():
-                    synchronize(device)
-                    start = time.perf_counter()
-                    run()
-                    synchronize(device)
-                    times[name].append(time.perf_counter() - start)
-            medians = {name: statistics.median(t) for name, t in times.items()}
+            medians = interleaved_medians(runs, args.repeats, device)
             base = medians["gradient"]
             print(f"\n{model_name}, batch {batch}, 224x224 (median of {args.repeats}):")
             print(f"  {'':34s} {'ms/batch':>10s} {'x gradient':>11s}")

@@ -12,9 +12,7 @@ floor for any LRP is about one forward and one backward, i.e. ~1x the gradient.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,12 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import unmask  # noqa: E402
+from _timing import interleaved_medians  # noqa: E402
 from torchvision_standin import install  # noqa: E402
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,17 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             runs = {"forward": forward, "gradient": gradient}
             for mode, explainer in explainers.items():
                 runs[f"lrp.attnlrp attention={mode}"] = lambda e=explainer: e.explain(x, target=target)
-            times: dict[str, list[float]] = {name: [] for name in runs}
-            for run in runs.values():
-                run()  # warm-up
-            for _ in range(args.repeats):
-                for name, run in runs.items():
-                    synchronize(device)
-                    start = time.perf_counter()
-                    run()
-                    synchronize(device)
-                    times[name].append(time.perf_counter() - start)
-            medians = {name: statistics.median(t) for name, t in times.items()}
+            medians = interleaved_medians(runs, args.repeats, device)
             base = medians["gradient"]
             print(f"\n{model_name}, batch {batch}, {args.size}x{args.size} (median of {args.repeats}):")
             print(f"  {'':30s} {'ms/batch':>10s} {'x gradient':>11s}")
