@@ -325,16 +325,16 @@ def test_params_reach_the_method_and_are_checked(tmp_path, tiny, register_method
     seen = {}
 
     class WithScale(InputXGradient):
-        def __init__(self, model, scale: float = 1.0, internal_batch_size=None) -> None:
+        def __init__(self, model, scale: float = 1.0, batch_size=None) -> None:
             super().__init__(model)
-            seen.update(scale=scale, internal_batch_size=internal_batch_size)
+            seen.update(scale=scale, batch_size=batch_size)
 
     register_method("test.scaled", WithScale)
     image = picture(tmp_path / "x.png", 0)
     base = ["explain", image, "--model", f"{tiny}:build", "--image-size", "32", "--no-progress", "--method", "test.scaled"]
     code, _, err = run([*base, "--out", tmp_path / "a", "--param", "test.scaled:scale=2.5"], capsys)
     assert code == 0, err
-    assert seen == {"scale": 2.5, "internal_batch_size": cli_params.CLI_DEFAULT_PARAMS["internal_batch_size"]}
+    assert seen == {"scale": 2.5, "batch_size": cli_params.CLI_DEFAULT_PARAMS["batch_size"]}
     results = json.loads((tmp_path / "a" / "results.json").read_text())
     assert results["params"]["test.scaled"]["scale"] == 2.5
     code, _, err = run([*base, "--out", tmp_path / "b", "--param", "nonsense=1"], capsys)
