@@ -84,6 +84,14 @@ class LRP(Parameters):
             return {"composite": self.composite, "init": self.init}
         return {"composite": self.composite.name, "init": self.init, **self.composite.get_params()}
 
+    def set_params(self, **params: Any) -> "LRP":
+        """As :meth:`Parameters.set_params`; a new ``composite`` starts from its own defaults (the old preset's
+        parameters do not carry over)."""
+        if "composite" not in params or "composite" not in self._signature():
+            return super().set_params(**params)
+        LRP.__init__(self, self.model, **{"init": self.init, **params})
+        return self
+
     def _defaults(self) -> dict[str, Any]:
         preset_defaults = self.composite._defaults() if isinstance(self.composite, Preset) else {}
         return {**super()._defaults(), **preset_defaults}
