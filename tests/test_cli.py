@@ -343,6 +343,20 @@ def test_params_reach_the_method_and_are_checked(tmp_path, tiny, register_method
     assert code == 2 and "KEY=VALUE" in err
 
 
+def test_preset_parameters_come_from_the_preset_signature(tmp_path, tiny, capsys):
+    image = picture(tmp_path / "x.png", 0)
+    base = ["explain", image, "--model", f"{tiny}:build", "--image-size", "32", "--no-progress", "--method", "lrp.epsilon_plus_flat"]
+    code, _, err = run([*base, "--out", tmp_path / "a", "-p", "lrp.epsilon_plus_flat:epsilon=0.1"], capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert results["params"]["lrp.epsilon_plus_flat"]["epsilon"] == 0.1
+    code, _, err = run([*base, "--out", tmp_path / "b", "-p", "lrp.epsilon_plus_flat:gamma=0.5"], capsys)
+    assert code == 2 and not (tmp_path / "b").exists()
+    assert [line for line in err.splitlines() if "gamma" in line] == [
+        "unmask: error: --param lrp.epsilon_plus_flat:gamma: method 'lrp.epsilon_plus_flat' has no parameter 'gamma'; "
+        "it takes epsilon, init, maxpool, stabilizer, zero_bias"]
+
+
 # ---------------------------------------------------------------------------------------------- model specs
 
 

@@ -120,6 +120,17 @@ def test_the_cli_refuses_unknown_parameters_naming_the_allowed_ones():
     assert chosen == {"epsilon": 0.1}
 
 
+def test_one_method_commands_check_their_params_against_the_signature():
+    ig = unmask.get_method("integrated_gradients")
+    assert cli_params.one_method_params("integrated_gradients", ig, ["steps=8", "integrated_gradients:batch_size=4"]) == {
+        "steps": 8, "batch_size": 4}
+    with pytest.raises(UsageError, match="--param window: method 'integrated_gradients' has no parameter 'window'; "
+                                         "it takes baseline, batch_size, quadrature, steps"):
+        cli_params.one_method_params("integrated_gradients", ig, ["window=3"])
+    with pytest.raises(UsageError, match="'saliency' is not the method run"):
+        cli_params.one_method_params("integrated_gradients", ig, ["saliency:steps=3"])
+
+
 def test_cli_batch_size_default_only_bounds_unbounded_batches_and_the_old_name_maps_to_the_new():
     ig, occlusion = unmask.get_method("integrated_gradients"), unmask.get_method("occlusion")
     assert cli_params.method_params("integrated_gradients", ig, None, []) == cli_params.CLI_DEFAULT_PARAMS

@@ -8,7 +8,8 @@ from typing import Any, Callable, Sequence
 from .._utils import params as _signature
 from ._args import UsageError
 
-__all__ = ["CLI_DEFAULT_PARAMS", "accepts", "method_params", "parameter_names", "parse_params", "parse_target"]
+__all__ = ["CLI_DEFAULT_PARAMS", "accepts", "method_params", "one_method_params", "parameter_names", "parse_params",
+           "parse_target"]
 
 
 def parse_target(text: str, classes: Sequence[str]) -> int | None:
@@ -82,13 +83,29 @@ def method_params(name: str, cls: type, net: Any, params: list[tuple[str | None,
         signature = _signature.signature_parameters(cls) or {}
         chosen.update({key: value for key, value in CLI_DEFAULT_PARAMS.items()
                        if key in signature and signature[key].default is None})
-    takes, old = accepts(name, cls), _old_names(cls)
+    takes = accepts(name, cls)
+    chosen.update(_checked(name, cls, [(m, k, v) for m, k, v in params if m is None and takes(k)]))
+    chosen.update(_checked(name, cls, [(m, k, v) for m, k, v in params if m == name]))
+    return chosen
+
+
+def one_method_params(name: str, cls: type, specs: Sequence[str] | None) -> dict[str, Any]:
+    """``--param [METHOD:]KEY=VALUE`` of a command that runs the one method ``name``: every key must be
+    one of its parameters (a one-line :class:`UsageError` lists them otherwise)."""
+    params = parse_params(specs)
+    for method, key, _ in params:
+        if method not in (None, name):
+            raise UsageError(f"--param {method}:{key}: {method!r} is not the method run ({name!r})")
+    return _checked(name, cls, params)
+
+
+def _checked(name: str, cls: type, params: list[tuple[str | None, str, Any]]) -> dict[str, Any]:
+    """``{key: value}`` for method ``name``, old keyword names mapped to the new; an unknown key is refused."""
+    known, takes, old = parameter_names(name, cls), accepts(name, cls), _old_names(cls)
+    chosen: dict[str, Any] = {}
     for method, key, value in params:
-        if method is None and takes(key):
-            chosen[old.get(key, key)] = value
-    for method, key, value in params:
-        if method == name:
-            if not takes(key):
-                raise UsageError(f"--param {method}:{key}: method {name!r} has no parameter {key!r}; it takes {', '.join(sorted(known))}")
-            chosen[old.get(key, key)] = value
+        if not takes(key):
+            where = f"{method}:{key}" if method else key
+            raise UsageError(f"--param {where}: method {name!r} has no parameter {key!r}; it takes {', '.join(sorted(known or ()))}")
+        chosen[old.get(key, key)] = value
     return chosen
