@@ -135,40 +135,45 @@ class Preset(Parameters, Composite):
         Composite.__init__(self, {"convolution": conv, "linear": dense}, first=first, base=base, name=self.name)
 
 
-class Epsilon(Preset):
+class _EpsilonOnly(Preset):
+    """The presets whose one parameter of their own is the dense layers' ``epsilon``; each subclass picks
+    the convolutions' rule and the first layer's."""
+
+    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "winner",
+                 zero_bias: bool = False) -> None:
+        self.epsilon = epsilon
+        self._common(stabilizer, maxpool, zero_bias)
+        self._compose(self._convolution(), first=self._first(), epsilon=epsilon)
+
+    def _convolution(self) -> R.Rule:
+        return R.ZPlus(self.stabilizer, bool(self.zero_bias))
+
+    def _first(self) -> R.Rule | None:
+        return None
+
+
+class Epsilon(_EpsilonOnly):
     """``epsilon``: LRP-epsilon on every convolution and dense layer."""
 
     name = "epsilon"
 
-    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "winner",
-                 zero_bias: bool = False) -> None:
-        self.epsilon = epsilon
-        self._common(stabilizer, maxpool, zero_bias)
-        self._compose(R.Epsilon(epsilon, bool(zero_bias)), epsilon=epsilon)
+    def _convolution(self) -> R.Rule:
+        return R.Epsilon(self.epsilon, bool(self.zero_bias))
 
 
-class EpsilonPlus(Preset):
+class EpsilonPlus(_EpsilonOnly):
     """``epsilon_plus``: z+ on convolutions, epsilon on dense layers."""
 
     name = "epsilon_plus"
 
-    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "winner",
-                 zero_bias: bool = False) -> None:
-        self.epsilon = epsilon
-        self._common(stabilizer, maxpool, zero_bias)
-        self._compose(R.ZPlus(stabilizer, bool(zero_bias)), epsilon=epsilon)
 
-
-class EpsilonPlusFlat(Preset):
+class EpsilonPlusFlat(_EpsilonOnly):
     """``epsilon_plus_flat``: as ``epsilon_plus`` with flat on the first layer."""
 
     name = "epsilon_plus_flat"
 
-    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "winner",
-                 zero_bias: bool = False) -> None:
-        self.epsilon = epsilon
-        self._common(stabilizer, maxpool, zero_bias)
-        self._compose(R.ZPlus(stabilizer, bool(zero_bias)), first=R.Flat(stabilizer, bool(zero_bias)), epsilon=epsilon)
+    def _first(self) -> R.Rule | None:
+        return R.Flat(self.stabilizer, bool(self.zero_bias))
 
 
 class EpsilonGammaBox(Preset):
