@@ -53,6 +53,7 @@ class LRP(Parameters):
     """
 
     method: ClassVar[str] = "lrp"
+    params = renamed_attribute("get_params", call=True)
     _data_args = ("model",)
 
     def __init__(self, model: nn.Module, composite: str | Composite = "epsilon_plus_flat", init: str = "logit",
@@ -75,8 +76,6 @@ class LRP(Parameters):
             self.engine: Engine | None = self._build(None)
         except TraceError as error:  # shape-dependent code: traced per input shape, on first use
             self.engine, self._symbolic_error = None, error
-
-    params = renamed_attribute("get_params", call=True)
 
     def get_params(self) -> dict[str, Any]:
         """``composite`` (the preset's name or your Composite), ``init`` and the preset's parameters."""
