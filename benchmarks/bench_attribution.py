@@ -68,7 +68,7 @@ def main() -> None:
             lambda: ca.Saliency(model).attribute(x, target=target, abs=False),
         ),
         "integrated_gradients (50 steps)": (
-            lambda: unmask.explain(model, x, "integrated_gradients", target=target, internal_batch_size=200).relevance,
+            lambda: unmask.explain(model, x, "integrated_gradients", target=target, batch_size=200).relevance,
             lambda: ca.IntegratedGradients(model).attribute(x, target=target, internal_batch_size=200),
         ),
         "smoothgrad (20 samples)": (

@@ -166,7 +166,7 @@ def test_integrated_gradients_matches_captum(net: Net, x: torch.Tensor, rule: st
         baseline=0.25,
         steps=steps,
         quadrature=rule,
-        internal_batch_size=5,
+        batch_size=5,
     )
     assert rel(chunked.relevance, reference) < TOL
 
@@ -446,7 +446,7 @@ def test_bad_inputs_and_targets_raise(name: str, net: Net, x: torch.Tensor) -> N
         ("integrated_gradients", {"steps": 0}, "steps"),
         ("integrated_gradients", {"steps": 1, "quadrature": "riemann_trapezoid"}, "steps"),
         ("integrated_gradients", {"baseline": float("nan")}, "baseline"),
-        ("integrated_gradients", {"internal_batch_size": 0}, "internal_batch_size"),
+        ("integrated_gradients", {"batch_size": 0}, "batch_size"),
         ("smoothgrad", {"noise_level": -0.1}, "noise_level"),
         ("smoothgrad", {"samples": 0}, "samples"),
         ("smoothgrad", {"base_method": "no_such_method"}, "unknown method"),

@@ -325,22 +325,36 @@ def test_params_reach_the_method_and_are_checked(tmp_path, tiny, register_method
     seen = {}
 
     class WithScale(InputXGradient):
-        def __init__(self, model, scale: float = 1.0, internal_batch_size=None) -> None:
+        def __init__(self, model, scale: float = 1.0, batch_size=None) -> None:
             super().__init__(model)
-            seen.update(scale=scale, internal_batch_size=internal_batch_size)
+            seen.update(scale=scale, batch_size=batch_size)
 
     register_method("test.scaled", WithScale)
     image = picture(tmp_path / "x.png", 0)
     base = ["explain", image, "--model", f"{tiny}:build", "--image-size", "32", "--no-progress", "--method", "test.scaled"]
     code, _, err = run([*base, "--out", tmp_path / "a", "--param", "test.scaled:scale=2.5"], capsys)
     assert code == 0, err
-    assert seen == {"scale": 2.5, "internal_batch_size": cli_params.CLI_DEFAULT_PARAMS["internal_batch_size"]}
+    assert seen == {"scale": 2.5, "batch_size": cli_params.CLI_DEFAULT_PARAMS["batch_size"]}
     results = json.loads((tmp_path / "a" / "results.json").read_text())
     assert results["params"]["test.scaled"]["scale"] == 2.5
     code, _, err = run([*base, "--out", tmp_path / "b", "--param", "nonsense=1"], capsys)
     assert code == 2 and "no parameter 'nonsense'" in err.replace("has a parameter", "no parameter")
     code, _, err = run([*base, "--out", tmp_path / "b", "--param", "oops"], capsys)
     assert code == 2 and "KEY=VALUE" in err
+
+
+def test_preset_parameters_come_from_the_preset_signature(tmp_path, tiny, capsys):
+    image = picture(tmp_path / "x.png", 0)
+    base = ["explain", image, "--model", f"{tiny}:build", "--image-size", "32", "--no-progress", "--method", "lrp.epsilon_plus_flat"]
+    code, _, err = run([*base, "--out", tmp_path / "a", "-p", "lrp.epsilon_plus_flat:epsilon=0.1"], capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert results["params"]["lrp.epsilon_plus_flat"]["epsilon"] == 0.1
+    code, _, err = run([*base, "--out", tmp_path / "b", "-p", "lrp.epsilon_plus_flat:gamma=0.5"], capsys)
+    assert code == 2 and not (tmp_path / "b").exists()
+    assert [line for line in err.splitlines() if "gamma" in line] == [
+        "unmask: error: --param lrp.epsilon_plus_flat:gamma: method 'lrp.epsilon_plus_flat' has no parameter 'gamma'; "
+        "it takes epsilon, init, maxpool, stabilizer, zero_bias"]
 
 
 # ---------------------------------------------------------------------------------------------- model specs

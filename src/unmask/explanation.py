@@ -23,7 +23,7 @@ class Explanation:
         target: the explained class per sample, ``(B,)`` long; ``None`` when a callable target was used.
         method: the registry name of the method that produced it.
         inputs: the inputs that were explained (kept for overlays), detached.
-        params: the method's parameters, for reports.
+        params: the method's parameters (its ``get_params()``; LRP adds the composite's name), for reports.
     """
 
     relevance: torch.Tensor

@@ -2,6 +2,8 @@
 
 Every method class is built as ``Method(model, **params)`` and explains with
 ``method.explain(inputs, target=None) -> Explanation``; ``unmask.explain`` is the one front door.
+Its parameters are its constructor's signature (``get_params()``, :mod:`unmask._utils.params`), and the
+class of each of unmask's methods carries its registry name as ``method``.
 """
 from __future__ import annotations
 

@@ -49,8 +49,9 @@ class _Bar:
         self.close()
 
 
-def progress_bar(progress: Progress, total: int, desc: str = "", unit: str = "it", *, initial: int = 0, leave: bool = False) -> _Bar:
-    """A bar for ``total`` items (``initial`` already done) as ``progress`` asks for; always safe to use."""
+def progress_bar(progress: Progress, total: int | None, desc: str = "", unit: str = "it", *, initial: int = 0, leave: bool = False) -> _Bar:
+    """A bar for ``total`` items (``initial`` already done; ``None``: not known) as ``progress`` asks for;
+    always safe to use."""
     if callable(progress):
         return _Bar(callback=progress)
     if not progress:

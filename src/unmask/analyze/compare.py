@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from .._utils.progress import Progress, progress_bar
 from .context import ContextResult, context_use
 
 __all__ = [
@@ -628,10 +629,12 @@ def count_strategies(
     n = len(maps)
     if n < MIN_SPRAY_SAMPLES:
         return {"samples": n, "n_strategies": None, "note": f"SpRAy needs at least {MIN_SPRAY_SAMPLES} samples"}
-    options = {"embedding": None, "random_state": seed, **spray_options}
+    options = {"embedding": None, **spray_options}
+    if "random_state" not in options:  # the deprecated name, passed on to spray (which warns)
+        options.setdefault("seed", seed)
     k = options.get("k") or default_k(n)
     options["k"] = k
-    w = affinity(preprocess(maps, size=options.get("size", 20), normalize=options.get("normalize")), k, random_state=seed)
+    w = affinity(preprocess(maps, size=options.get("size", 20), normalize=options.get("normalize")), k, seed=seed)
     top = int(min(max_clusters, n - 1))
     count, labels, separations = 1, np.zeros(n, dtype=np.int64), {}
     first = None
@@ -683,7 +686,7 @@ def compare(
     batch_size: int = 32,
     perturbation_batch_size: int | None = None,
     seed: int = 0,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> Comparison:
     """Run every model on the same samples and measure how they differ (see the module docstring).
 
@@ -706,7 +709,8 @@ def compare(
     (default: as many as hold 2^22 input values, at most 256: 256 at 32 x 32, 27 at 224 x 224).
     ``strategies=False`` skips SpRAy; ``max_clusters``, ``separation`` and ``spray_options`` go to
     :func:`count_strategies`.
-    ``show`` samples are kept as each model sees them for the side-by-side grid.
+    ``show`` samples are kept as each model sees them for the side-by-side grid. ``progress``: ``True``
+    for a bar over the batches, or a callable given each batch done.
     """
     from .. import get_method
     from ..evaluate.perturbation import perturbation_curves
@@ -749,61 +753,58 @@ def compare(
     }
     settings_per_model: dict[str, dict[str, Any]] = {}
     explainers: dict[str, Any] = {}
-    iterator: Any = _batches(n, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(list(iterator), desc="compare", unit="batch")
     labels_array = source.labels
     tagged = np.array([bool(s.tagged) for s in source.samples]) if source.samples[0].tagged is not None else None
     shown = _pick_shown(labels_array, show, tagged)
     shown_set = set(shown.tolist())
-    for batch in iterator:
-        samples = [source.samples[i] for i in batch]
-        loaded = [s.load() for s in samples]
-        for name, net in nets.items():
-            prep, device = net.preprocessing, net.device
-            pairs = [_view(prep, s, item) for s, item in zip(samples, loaded)]
-            x = torch.stack([p[0] for p in pairs]).to(device)
-            images = [p[1] for p in pairs]
-            if name not in explainers:  # built once per model (LRP traces and canonizes it here)
-                method_params = dict(params or {})
-                if method.endswith("_box"):
-                    method_params.setdefault("low", net.low)
-                    method_params.setdefault("high", net.high)
-                explainers[name] = get_method(method)(net.model, **method_params)
-            wanted: Any = "predicted"
-            if target == "label":
-                wanted = torch.as_tensor(mappings[name][source.labels[batch]], device=device)
-            explanation = explainers[name].explain(x, target=wanted)
-            output = explanation.output.detach().float()
-            chosen = explanation.target.detach()
-            probabilities = output.softmax(1)
-            store = collected[name]
-            store["pred"].append(output.argmax(1).cpu().numpy())
-            store["target"].append(chosen.cpu().numpy())
-            store["prob"].append(probabilities.gather(1, chosen.view(-1, 1)).squeeze(1).cpu().numpy())
-            maps = explanation.relevance.detach().sum(1).float().cpu().numpy()
-            store["maps"].append(maps)
-            height, width = maps.shape[-2:]
-            for s, image in zip(samples, images):
-                store["masks"].append(None if s.mask is None else _mask_in_frame(prep, s.mask))
-                store["boxes"].append(None if s.box is None else _scaled(s.box, image, prep))
-                store["regions"].append({k: _scaled(b, image, prep) for k, b in region_boxes.items()})
-            for i, position in enumerate(batch):
-                if int(position) in shown_set:
-                    store["views"].append((int(position), prep.denormalize(x[i : i + 1].detach().cpu())[0]))
-            if faithfulness:
-                side = min(height, width)
-                size = region if region is not None else max(1, math.ceil(side / grid))
-                settings_per_model[name] = {"region": size, "steps": steps, "perturbation": perturbation, "score": score}
-                curves = perturbation_curves(
-                    net.model, x, {"r": explanation}, chosen, orders=("morf", "lerf"), region=size, steps=steps,
-                    perturbation=perturbation, score=score, low=net.low, high=net.high, seed=seed,
-                    batch_size=perturbation_batch_size or min(256, max(1, 2**22 // x[0].numel())),
-                )["r"]
-                store["scores_morf"].append(curves["morf"])
-                store["scores_lerf"].append(curves["lerf"])
+    with progress_bar(progress, -(-n // batch_size), "compare", "batch") as bar:
+        for batch in _batches(n, batch_size):
+            samples = [source.samples[i] for i in batch]
+            loaded = [s.load() for s in samples]
+            for name, net in nets.items():
+                prep, device = net.preprocessing, net.device
+                pairs = [_view(prep, s, item) for s, item in zip(samples, loaded)]
+                x = torch.stack([p[0] for p in pairs]).to(device)
+                images = [p[1] for p in pairs]
+                if name not in explainers:  # built once per model (LRP traces and canonizes it here)
+                    method_params = dict(params or {})
+                    if method.endswith("_box"):
+                        method_params.setdefault("low", net.low)
+                        method_params.setdefault("high", net.high)
+                    explainers[name] = get_method(method)(net.model, **method_params)
+                wanted: Any = "predicted"
+                if target == "label":
+                    wanted = torch.as_tensor(mappings[name][source.labels[batch]], device=device)
+                explanation = explainers[name].explain(x, target=wanted)
+                output = explanation.output.detach().float()
+                chosen = explanation.target.detach()
+                probabilities = output.softmax(1)
+                store = collected[name]
+                store["pred"].append(output.argmax(1).cpu().numpy())
+                store["target"].append(chosen.cpu().numpy())
+                store["prob"].append(probabilities.gather(1, chosen.view(-1, 1)).squeeze(1).cpu().numpy())
+                maps = explanation.relevance.detach().sum(1).float().cpu().numpy()
+                store["maps"].append(maps)
+                height, width = maps.shape[-2:]
+                for s, image in zip(samples, images):
+                    store["masks"].append(None if s.mask is None else _mask_in_frame(prep, s.mask))
+                    store["boxes"].append(None if s.box is None else _scaled(s.box, image, prep))
+                    store["regions"].append({k: _scaled(b, image, prep) for k, b in region_boxes.items()})
+                for i, position in enumerate(batch):
+                    if int(position) in shown_set:
+                        store["views"].append((int(position), prep.denormalize(x[i : i + 1].detach().cpu())[0]))
+                if faithfulness:
+                    side = min(height, width)
+                    size = region if region is not None else max(1, math.ceil(side / grid))
+                    settings_per_model[name] = {"region": size, "steps": steps, "perturbation": perturbation, "score": score}
+                    curves = perturbation_curves(
+                        net.model, x, {"r": explanation}, chosen, orders=("morf", "lerf"), region=size, steps=steps,
+                        perturbation=perturbation, score=score, low=net.low, high=net.high, seed=seed,
+                        batch_size=perturbation_batch_size or min(256, max(1, 2**22 // x[0].numel())),
+                    )["r"]
+                    store["scores_morf"].append(curves["morf"])
+                    store["scores_lerf"].append(curves["lerf"])
+            bar.update()
     results: dict[str, ModelComparison] = {}
     for name, net in nets.items():
         store = collected[name]

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._utils.validation import finite
-from .._utils.progress import progress_bar
+from .._utils.progress import Progress, progress_bar
 from ..models import Capture, eval_mode, on_device, pixel_model, resolve_layer
 
 __all__ = [
@@ -320,7 +320,7 @@ def prototype(
     device: str | torch.device | None = None,
     seed: int = 0,
     init_std: float = 0.01,
-    progress: bool = False,
+    progress: Progress = False,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Optimise one input per target so that the target is as large as possible.

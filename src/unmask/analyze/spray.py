@@ -63,6 +63,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .._utils.deprecation import renamed_keywords
+from .._utils.progress import Progress, progress_bar
+
 __all__ = ["Cluster", "SprayResult", "affinity", "eigengap_clusters", "laplacian", "preprocess", "spectrum", "spray"]
 
 NORMALIZATIONS = ("l2", "max", "sum", None)
@@ -265,18 +268,25 @@ def _knn_backend(knn: str, n: int) -> str:
     return "exact"
 
 
+@renamed_keywords(random_state="seed")
 def nearest_neighbors(
-    features: np.ndarray, k: int, knn: str = "auto", random_state: int = 0, progress: Callable[[int], None] | None = None
+    features: np.ndarray, k: int, knn: str = "auto", seed: int = 0, progress: Progress = False
 ) -> tuple[np.ndarray, str]:
     """Indices ``(N, k)`` of every sample's ``k`` nearest other samples (Euclidean) and the backend used.
 
-    ``progress`` (optional) is called with the number of samples done, twice per sample for faiss
-    (added to the index, then searched) and once for exact search.
+    ``progress``: ``True`` for a bar, or a callable called with the number of samples done, twice per
+    sample for faiss (added to the index, then searched) and once for exact search; ``seed`` seeds
+    pynndescent.
     """
     n = features.shape[0]
     backend = _knn_backend(knn, n)
     features = np.ascontiguousarray(features, dtype=np.float32)
-    tick = progress or (lambda _done: None)
+    with progress_bar(progress, 2 * n if backend == "faiss" else n, "kNN", "sample") as bar:
+        return _nearest(features, k, backend, seed, bar.update)
+
+
+def _nearest(features: np.ndarray, k: int, backend: str, seed: int, tick: Callable[[int], None]) -> tuple[np.ndarray, str]:
+    n = features.shape[0]
     if backend == "exact":
         from sklearn.neighbors import NearestNeighbors
 
@@ -306,7 +316,7 @@ def nearest_neighbors(
             import pynndescent
         except ImportError:
             raise ImportError("knn='pynndescent' needs pynndescent: pip install pynndescent") from None
-        graph = pynndescent.NNDescent(features, n_neighbors=k + 1, random_state=random_state, n_jobs=-1)
+        graph = pynndescent.NNDescent(features, n_neighbors=k + 1, random_state=seed, n_jobs=-1)
         found, _ = graph.neighbor_graph
     return _drop_self(found, k), backend
 
@@ -324,13 +334,14 @@ def _drop_self(found: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def affinity(features: np.ndarray, k: int | None = None, knn: str = "auto", random_state: int = 0) -> Any:
+@renamed_keywords(random_state="seed")
+def affinity(features: np.ndarray, k: int | None = None, knn: str = "auto", seed: int = 0) -> Any:
     """The symmetric binary kNN graph ``W = max(W, W^T)`` as a ``scipy.sparse.csr_matrix`` (N x N, ~2Nk entries)."""
     n = features.shape[0]
     k = default_k(n) if k is None else k
     if not isinstance(k, (int, np.integer)) or k < 1 or k >= n:
         raise ValueError(f"k must be an integer in 1 .. {n - 1} for {n} samples, got {k!r}")
-    found, _ = nearest_neighbors(features, int(k), knn, random_state)
+    found, _ = nearest_neighbors(features, int(k), knn, seed)
     return _graph(found, n)
 
 
@@ -362,8 +373,9 @@ def laplacian(w: Any) -> tuple[Any, np.ndarray]:
     return (scale @ w @ scale).tocsr(), d
 
 
+@renamed_keywords(random_state="seed")
 def spectrum(
-    w: Any, n_eigenvalues: int, eigensolver: str = "auto", random_state: int = 0, progress: Callable[[int], None] | None = None
+    w: Any, n_eigenvalues: int, eigensolver: str = "auto", seed: int = 0, progress: Progress = False
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """The ``n_eigenvalues`` smallest eigenvalues (ascending) and eigenvectors of ``L = I - D^-1/2 W D^-1/2``.
 
@@ -372,12 +384,11 @@ def spectrum(
     these vectors are taken as they are (largest components first) and the solver runs on the
     orthogonal complement (deflation) for the remaining eigenvalues. The component vectors have
     disjoint supports, so they are held as one sparse ``N x components`` matrix (N values), however
-    many small components a large graph has. ``progress`` (optional) is called once per product with
-    the operator.
+    many small components a large graph has. ``progress``: ``True`` for a bar, or a callable called once
+    per product with the operator; ``seed`` draws the solver's start vector.
     """
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
-    from scipy.sparse.linalg import LinearOperator, eigsh
 
     if eigensolver not in EIGENSOLVERS:
         raise ValueError(f"eigensolver must be one of {EIGENSOLVERS}, got {eigensolver!r}")
@@ -401,12 +412,22 @@ def spectrum(
     if rest <= 0:
         return np.zeros(n_eigenvalues), null, solver
     basis_t = basis.T.tocsr()
-    tick = progress or (lambda _done: None)
+    with progress_bar(progress, None, "eigenvectors", "product") as bar:
+        return _deflated(m, basis, basis_t, null, rest, solver, seed, bar.update)
+
+
+def _deflated(m: Any, basis: Any, basis_t: Any, null: np.ndarray, rest: int, solver: str, seed: int,
+              tick: Callable[[int], None]) -> tuple[np.ndarray, np.ndarray, str]:
+    """The ``rest`` smallest eigenpairs of ``L = I - m`` on the complement of the null space ``basis``."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    n = m.shape[0]
 
     def project(x: np.ndarray) -> np.ndarray:
         return x - basis @ (basis_t @ x)
 
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(seed)
     v0 = project(rng.standard_normal(n))
     if solver == "arpack":
         # largest eigenvalues of M (= 1 - smallest of L) on the complement: no factorisation needed
@@ -480,12 +501,12 @@ def eigengap_clusters(eigenvalues: np.ndarray, max_clusters: int = 10, min_clust
 
 
 def _cluster(
-    spectral: np.ndarray, n_clusters: int, clusterer: str, w: Any, random_state: int, params: dict[str, Any]
+    spectral: np.ndarray, n_clusters: int, clusterer: str, w: Any, seed: int, params: dict[str, Any]
 ) -> np.ndarray:
     if clusterer == "kmeans":
         from sklearn.cluster import KMeans
 
-        options = {"n_init": 10, "random_state": random_state, **params}
+        options = {"n_init": 10, "random_state": seed, **params}
         return KMeans(n_clusters=n_clusters, **options).fit_predict(spectral)
     if clusterer == "agglomerative":
         from sklearn.cluster import AgglomerativeClustering
@@ -508,14 +529,14 @@ def _cluster(
     return HDBSCAN(**options).fit_predict(spectral)
 
 
-def _embed(spectral_all: np.ndarray, method: str | None, max_samples: int, random_state: int) -> np.ndarray | None:
+def _embed(spectral_all: np.ndarray, method: str | None, max_samples: int, seed: int) -> np.ndarray | None:
     n = len(spectral_all)
     if method is None:
         return None
     if method == "spectral":
         cols = spectral_all[:, 1:3] if spectral_all.shape[1] >= 3 else np.pad(spectral_all, ((0, 0), (0, 3 - spectral_all.shape[1])))[:, 1:3]
         return np.ascontiguousarray(cols, dtype=np.float64)
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(n, max_samples, replace=False)) if n > max_samples else np.arange(n)
     data = np.ascontiguousarray(spectral_all[chosen], dtype=np.float64)
     if len(chosen) < 4:
@@ -527,18 +548,18 @@ def _embed(spectral_all: np.ndarray, method: str | None, max_samples: int, rando
 
             # one thread: at these sizes OpenMP start-up and spinning cost more than they bring, and on a
             # busy machine several threads were 2-5 times slower (measured with 2,000-5,000 samples)
-            coords = np.asarray(TSNE(perplexity=perplexity, n_jobs=1, random_state=random_state, verbose=False).fit(data))
+            coords = np.asarray(TSNE(perplexity=perplexity, n_jobs=1, random_state=seed, verbose=False).fit(data))
         except ImportError:
             from sklearn.manifold import TSNE as SkTSNE
 
-            coords = SkTSNE(perplexity=perplexity, random_state=random_state, init="pca").fit_transform(data)
+            coords = SkTSNE(perplexity=perplexity, random_state=seed, init="pca").fit_transform(data)
     else:
         try:
             import umap
         except ImportError:
             raise ImportError("embedding='umap' needs umap-learn: pip install umap-learn") from None
         neighbours = int(min(15, len(chosen) - 1))
-        coords = umap.UMAP(n_neighbors=neighbours, random_state=random_state, n_jobs=1).fit_transform(data)
+        coords = umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1).fit_transform(data)
     coords = np.asarray(coords, dtype=np.float64)
     if len(chosen) == n:
         return coords
@@ -556,32 +577,25 @@ def _embed(spectral_all: np.ndarray, method: str | None, max_samples: int, rando
 
 
 class _Steps:
-    """Seconds per step of :func:`spray` and, with ``progress``, a bar (tqdm) or a line per step on stderr."""
+    """Seconds per step of :func:`spray`; with ``progress=True`` a bar (tqdm) where work can be counted and a
+    line per step on stderr, with a callable ``progress`` each increment of counted work goes to it."""
 
-    def __init__(self, progress: bool) -> None:
+    def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.timings: dict[str, float] = {}
 
     @contextmanager
     def step(self, name: str, total: int | None = None, unit: str = "sample", label: str | None = None) -> Iterator[Callable[[int], None]]:
         """Time step ``name``; yields a function to call with the amount of work done (``total`` in all)."""
-        bar = None
-        if self.progress and (total is not None or unit == "product"):  # a bar where work can be counted, else a line
-            try:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=total, desc=f"spray {label or name}", unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
-            except ImportError:
-                bar = None
+        counted = total is not None or unit == "product"  # a bar where work can be counted, else a line
         started = time.perf_counter()
         try:
-            yield bar.update if bar is not None else (lambda _done: None)
+            with progress_bar(self.progress if counted else False, total, f"spray {label or name}", unit) as bar:
+                yield bar.update
         finally:
             seconds = time.perf_counter() - started
             self.timings[name] = self.timings.get(name, 0.0) + seconds
-            if bar is not None:
-                bar.close()
-            if self.progress:
+            if self.progress is True:
                 print(f"spray {label or name}: {seconds:.1f} s", file=sys.stderr, flush=True)
 
 
@@ -616,6 +630,7 @@ def _cluster_means(features: np.ndarray, labels: np.ndarray, order: np.ndarray) 
     return sums / np.maximum(counts, 1)[:, None]
 
 
+@renamed_keywords(random_state="seed")
 def spray(
     heatmaps: Any,
     n_clusters: int | None = None,
@@ -633,16 +648,18 @@ def spray(
     eigensolver: str = "auto",
     n_nearest: int = 8,
     select: Any = None,
-    random_state: int = 0,
-    progress: bool = False,
+    seed: int = 0,
+    progress: Progress = False,
 ) -> SprayResult:
     """Spectral relevance analysis of many heatmaps (see the module docstring for the steps).
 
     ``heatmaps``: an ``(N, H, W)`` or ``(N, C, H, W)`` tensor or array, or a :class:`unmask.store.Store`
     (read and pooled a slice at a time). ``select`` picks samples: a boolean mask or positions (for a
     store, e.g. ``store.labels == 3``). ``n_clusters=None`` lets the eigengap choose among
-    ``2 .. max_clusters``; ``k=None`` uses ``ceil(ln N)`` neighbours. ``progress=True`` shows each step
-    (pooling, kNN, eigenvectors, clustering, view) on stderr; ``SprayResult.timings`` has their seconds.
+    ``2 .. max_clusters``; ``k=None`` uses ``ceil(ln N)`` neighbours. ``seed`` (formerly ``random_state``,
+    a deprecated alias) seeds k-means, t-SNE/UMAP, the view's subsample and the eigensolver's start.
+    ``progress=True`` shows each step (pooling, kNN, eigenvectors, clustering, view) on stderr, a callable
+    gets each increment of counted work; ``SprayResult.timings`` has the steps' seconds.
     """
     from ..store import Store
 
@@ -689,13 +706,13 @@ def spray(
     backend = _knn_backend(knn, n)
     with steps.step("knn", total=2 * n if backend == "faiss" else (n if backend == "exact" else None),
                     label=f"kNN graph (k={int(k)}, {backend})") as tick:
-        found, backend = nearest_neighbors(features, int(k), backend, random_state, progress=tick)
+        found, backend = nearest_neighbors(features, int(k), backend, seed, progress=tick)
         w = _graph(found, n)
         del found
 
     m = int(min(max(n_eigenvalues, (n_clusters or 0) + 1, max_clusters + 1), n - 1))
     with steps.step("eigen", unit="product", label=f"{m} eigenvectors") as tick:
-        values, vectors, solver = spectrum(w, m, eigensolver, random_state, progress=tick)
+        values, vectors, solver = spectrum(w, m, eigensolver, seed, progress=tick)
     gaps = np.diff(values)
     suggested = eigengap_clusters(values, max_clusters=max_clusters)
     chosen_n = int(n_clusters) if n_clusters is not None else suggested
@@ -708,13 +725,13 @@ def spray(
         if chosen_n == 1:
             labels = np.zeros(n, dtype=np.int64)
         else:
-            labels = np.asarray(_cluster(spectral, chosen_n, clusterer, w, random_state, dict(cluster_params or {})), dtype=np.int64)
+            labels = np.asarray(_cluster(spectral, chosen_n, clusterer, w, seed, dict(cluster_params or {})), dtype=np.int64)
 
     with steps.step("embedding", unit="step", label=f"view ({embedding})"):
         view_input = vectors[:, : min(m, max(chosen_n, 2) + 8)]
         view_norms = np.linalg.norm(view_input, axis=1, keepdims=True)
         view_norms[view_norms == 0] = 1.0
-        coords = _embed(view_input / view_norms, embedding, embedding_samples, random_state)
+        coords = _embed(view_input / view_norms, embedding, embedding_samples, seed)
         del view_input
 
     unique = np.unique(labels)
@@ -748,7 +765,7 @@ def spray(
         "cluster_params": dict(cluster_params or {}),
         "embedding": embedding,
         "embedding_samples": embedding_samples,
-        "random_state": random_state,
+        "seed": seed,
         "edges": int(w.nnz),
     }
     return SprayResult(

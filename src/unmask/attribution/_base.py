@@ -9,6 +9,8 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
+from .._utils.deprecation import renamed_attribute
+from .._utils.params import Parameters
 from .._utils.validation import ParameterError, check_float
 from ..checks import check_eval, check_inputs
 from ..models.module import as_module
@@ -20,10 +22,10 @@ T = TypeVar("T", bound=type)
 
 
 def registered(name: str) -> Callable[[T], T]:
-    """Register a method class under ``name`` and record the name on the class."""
+    """Register a method class under ``name`` and record the name on the class as ``method``."""
 
     def decorate(cls: T) -> T:
-        cls.name = name  # type: ignore[attr-defined]
+        cls.method = name  # type: ignore[attr-defined]
         return register(name)(cls)
 
     return decorate
@@ -49,21 +51,25 @@ def broadcast_like(name: str, value: float | torch.Tensor, inputs: torch.Tensor)
         ) from None
 
 
-class Attribution:
+class Attribution(Parameters):
     """Base of every method: ``Method(model, **params).explain(inputs, target) -> Explanation``.
 
     ``explain`` refuses models in training mode and invalid inputs, then calls ``_attribute`` on the
-    detached inputs; subclasses return ``(relevance, output, class index or None)``.
+    detached inputs; subclasses return ``(relevance, output, class index or None)``. A subclass keeps each
+    constructor parameter as an attribute of the same name: :meth:`get_params` (recorded in every
+    explanation), :meth:`set_params` and ``repr`` read them from there.
     """
 
-    name: ClassVar[str] = ""
+    method: ClassVar[str] = ""
+    name = renamed_attribute("method")
+    params = renamed_attribute("get_params", call=True)
+    _data_args = ("model",)
 
     def __init__(self, model: nn.Module) -> None:
         try:
             self.model = as_module(model)
         except TypeError as error:
             raise ValueError(str(error)) from None
-        self.params: dict[str, Any] = {}
 
     def explain(self, inputs: torch.Tensor, target: Target = None) -> Explanation:
         """Relevance of every input element for the ``target`` output, shaped like ``inputs``."""
@@ -74,16 +80,12 @@ class Attribution:
             relevance=relevance.detach(),
             output=output.detach(),
             target=index,
-            method=self.name,
+            method=self.method,
             inputs=inputs,
-            params=dict(self.params),
+            params=self.get_params(),
         )
 
     def _attribute(
         self, inputs: torch.Tensor, target: Target
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
-        return f"{type(self).__name__}({params})"

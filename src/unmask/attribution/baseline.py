@@ -44,7 +44,6 @@ class RandomAttribution(Attribution):
             raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
         self.seed = check_int("seed", seed, minimum=0)
         self.distribution = distribution
-        self.params = {"seed": seed, "distribution": distribution}
 
     def _attribute(
         self, inputs: torch.Tensor, target: Target

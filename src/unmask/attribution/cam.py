@@ -31,14 +31,15 @@ class GradCAM(Attribution):
             ``nn.Conv2d`` in that order. It must run once per forward pass and keep the input's rank.
         relu: apply the ReLU to the map, default ``True`` (the paper).
 
-    After ``explain`` the map before upsampling, ``(B, 1, h, w)``, is in the attribute ``cam_``.
+    ``layer`` keeps the layer's name (as :meth:`get_params` reports it), ``layer_module`` the module. After
+    ``explain`` the map before upsampling, ``(B, 1, h, w)``, is in the attribute ``cam_``.
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, relu: bool = True) -> None:
         super().__init__(model)
-        self.layer_name, self.layer = find_layer(model, layer)
+        self.layer_name, self.layer_module = find_layer(model, layer)
+        self.layer = self.layer_name
         self.relu = check_bool("relu", relu)
-        self.params = {"layer": self.layer_name, "relu": relu}
         self.cam_: torch.Tensor | None = None
 
     def _activation(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +51,7 @@ class GradCAM(Attribution):
             # later in-place ops (ReLU(inplace=True)) must not overwrite the kept activation
             return output.clone() if isinstance(output, torch.Tensor) else output
 
-        handle = self.layer.register_forward_hook(keep)
+        handle = self.layer_module.register_forward_hook(keep)
         try:
             with torch.enable_grad():
                 output = self.model(inputs.detach().requires_grad_(True))

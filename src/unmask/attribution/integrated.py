@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._utils.deprecation import renamed_attribute, renamed_keywords
 from ..targets import Target, resolve_target
 from .._utils.validation import check_int, check_optional_int
 from ._base import Attribution, broadcast_like, check_fill, registered
@@ -52,19 +53,23 @@ class IntegratedGradients(Attribution):
         quadrature: ``"gausslegendre"`` (default), ``"riemann_trapezoid"``, ``"riemann_left"``,
             ``"riemann_right"`` or ``"riemann_middle"``; see :func:`quadrature` (our trapezoid weights sum
             to 1, Captum's to ``(steps - 1) / steps``).
-        internal_batch_size: most path points per forward/backward pass; ``None`` (default) evaluates all
-            ``steps * batch`` points in one pass.
+        batch_size: most path points per forward/backward pass; ``None`` (default) evaluates all
+            ``steps * batch`` points in one pass. (Captum's name, ``internal_batch_size``, is a deprecated
+            alias.)
 
     A callable target is applied to batches of path points, so it must score every row on its own.
     """
 
+    internal_batch_size = renamed_attribute("batch_size")
+
+    @renamed_keywords(internal_batch_size="batch_size")
     def __init__(
         self,
         model: nn.Module,
         baseline: float | torch.Tensor = 0.0,
         steps: int = 50,
         quadrature: str = "gausslegendre",
-        internal_batch_size: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(model)
         if quadrature not in QUADRATURES:
@@ -72,13 +77,7 @@ class IntegratedGradients(Attribution):
         self.baseline = check_fill("baseline", baseline)
         self.steps = check_int("steps", steps, minimum=2 if quadrature == "riemann_trapezoid" else 1)
         self.quadrature = quadrature
-        self.internal_batch_size = check_optional_int("internal_batch_size", internal_batch_size)
-        self.params = {
-            "baseline": baseline,
-            "steps": steps,
-            "quadrature": quadrature,
-            "internal_batch_size": internal_batch_size,
-        }
+        self.batch_size = check_optional_int("batch_size", batch_size)
 
     def _attribute(
         self, inputs: torch.Tensor, target: Target
@@ -93,7 +92,7 @@ class IntegratedGradients(Attribution):
         batch, dims = inputs.shape[0], inputs.dim()
         difference = inputs - baseline
         integral = torch.zeros_like(inputs)
-        for rows in row_chunks(self.steps * batch, self.internal_batch_size, inputs.device):
+        for rows in row_chunks(self.steps * batch, self.batch_size, inputs.device):
             step, sample = rows // batch, rows % batch
             path = baseline[sample] + per_row(alphas[step], dims) * difference[sample]
             grad, _, _ = input_gradient(self.model, path, row_target(target, index, sample))

@@ -82,7 +82,6 @@ class Occlusion(Attribution):
         self.stride = None if stride is None else _sizes("stride", stride)
         self.fill = check_fill("fill", fill)
         self.batch_size = check_optional_int("batch_size", batch_size)
-        self.params = {"window": window, "stride": stride, "fill": fill, "batch_size": batch_size}
 
     def _geometry(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """Window, stride and number of window positions per spatial dimension."""

@@ -28,6 +28,7 @@ class SmoothGrad(Attribution):
             parameters are passed to it, e.g.
             ``unmask.explain(model, x, "smoothgrad", base_method="guided_backprop", samples=10)``.
             (Not ``method``: that keyword of :func:`unmask.explain` names the registered method itself.)
+            The built method is the attribute ``smoothed``; :meth:`get_params` includes its parameters.
         noise_level: ``sigma / (x_max - x_min)``, default ``0.15`` (the paper recommends 10-20%).
         samples: number of noisy copies ``n``, default ``50`` (the paper's choice).
         seed: seed of the ``torch.Generator`` on the inputs' device, default ``0`` (same call, same
@@ -56,21 +57,20 @@ class SmoothGrad(Attribution):
         super().__init__(model)
         if not isinstance(base_method, str):
             raise ValueError(f"base_method must be a registered method name, got {base_method!r}")
-        self.base_method = get(base_method)(model, **params)
+        self.base_method = base_method
+        self.smoothed = get(base_method)(model, **params)
         self.noise_level = check_float("noise_level", noise_level, minimum=0.0)
         self.samples = check_int("samples", samples)
         self.seed = None if seed is None else check_int("seed", seed, minimum=0)
         self.batch_size = check_optional_int("batch_size", batch_size)
         self.squared = check_bool("squared", squared)
-        self.params = {
-            "base_method": base_method,
-            "noise_level": noise_level,
-            "samples": samples,
-            "seed": seed,
-            "batch_size": batch_size,
-            "squared": squared,
-            **params,
-        }
+
+    def get_params(self) -> dict[str, Any]:
+        """SmoothGrad's own parameters, then those of the smoothed method (its own win a clash)."""
+        return {**self.smoothed.get_params(), **super().get_params()}
+
+    def _defaults(self) -> dict[str, Any]:
+        return {**self.smoothed._defaults(), **super()._defaults()}
 
     def _noisy_copies(self, inputs: torch.Tensor) -> Iterator[torch.Tensor]:
         """``samples`` noisy copies of the batch.
@@ -98,6 +98,6 @@ class SmoothGrad(Attribution):
         total = torch.zeros_like(inputs)
         for noisy, rows in rebatch(self._noisy_copies(inputs), self.batch_size):
             sample = rows % inputs.shape[0]
-            relevance = self.base_method.explain(noisy, target=row_target(target, index, sample)).relevance
+            relevance = self.smoothed.explain(noisy, target=row_target(target, index, sample)).relevance
             total.index_add_(0, sample, relevance.square() if self.squared else relevance)
         return total / self.samples, output, index

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ast
-import inspect
 from typing import Any, Callable, Sequence
 
+from .._utils import params as _signature
 from ._args import UsageError
 
-__all__ = ["CLI_DEFAULT_PARAMS", "accepts", "method_params", "parameter_names", "parse_params", "parse_target"]
+__all__ = ["CLI_DEFAULT_PARAMS", "accepts", "method_params", "one_method_params", "parameter_names", "parse_params",
+           "parse_target"]
 
 
 def parse_target(text: str, classes: Sequence[str]) -> int | None:
@@ -29,9 +30,9 @@ def parse_target(text: str, classes: Sequence[str]) -> int | None:
     raise UsageError(f"--target {text!r} is neither 'predicted', a class index, nor a class name of the model")
 
 
-#: Parameters the command line gives methods that accept them, unless --param says otherwise:
-#: small internal batches keep integrated gradients / SmoothGrad / occlusion fast and light on a CPU.
-CLI_DEFAULT_PARAMS = {"internal_batch_size": 16}
+#: Parameters the command line gives methods whose own default for them is ``None`` (unbounded), unless
+#: --param says otherwise: small internal batches keep integrated gradients fast and light on a CPU.
+CLI_DEFAULT_PARAMS = {"batch_size": 16}
 
 
 def parse_params(specs: Sequence[str] | None) -> list[tuple[str | None, str, Any]]:
@@ -55,30 +56,20 @@ def parse_params(specs: Sequence[str] | None) -> list[tuple[str | None, str, Any
 
 
 def parameter_names(name: str, cls: type) -> frozenset[str] | None:
-    """Keyword parameters the method ``name`` takes, or ``None`` when they cannot be told in advance.
+    """Keyword parameters the method ``name`` takes, read from its constructor's signature (every
+    ``lrp.<preset>`` spells its preset's out); ``None`` when it forwards ``**params`` (``lrp``,
+    ``smoothgrad``) and so they cannot be told in advance."""
+    return _signature.parameter_names(cls)
 
-    Read from the constructor's signature; a constructor taking ``**params`` lists them in a class
-    attribute ``parameters`` (as the LRP presets do).
-    """
-    try:
-        signature = inspect.signature(cls)
-    except (TypeError, ValueError):
-        return None
-    named = {
-        key for key, p in signature.parameters.items()
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY) and key != "model"
-    }
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
-        return frozenset(named)
-    listed = getattr(cls, "parameters", None)
-    if isinstance(listed, (tuple, list, frozenset, set)) and all(isinstance(k, str) for k in listed):
-        return frozenset(named | set(listed))
-    return None
+
+def _old_names(cls: type) -> dict[str, str]:
+    """Deprecated keyword aliases the constructor still takes (``internal_batch_size`` -> ``batch_size``)."""
+    return dict(getattr(cls.__init__, "__renamed_keywords__", {}))
 
 
 def accepts(name: str, cls: type) -> Callable[[str], bool]:
     names = parameter_names(name, cls)
-    return (lambda key: True) if names is None else names.__contains__
+    return (lambda key: True) if names is None else (names | set(_old_names(cls))).__contains__
 
 
 def method_params(name: str, cls: type, net: Any, params: list[tuple[str | None, str, Any]]) -> dict[str, Any]:
@@ -89,13 +80,32 @@ def method_params(name: str, cls: type, net: Any, params: list[tuple[str | None,
     if known is not None and {"low", "high"} <= known:
         chosen.update(low=net.low, high=net.high)
     if known is not None:
-        chosen.update({key: value for key, value in CLI_DEFAULT_PARAMS.items() if key in known})
+        signature = _signature.signature_parameters(cls) or {}
+        chosen.update({key: value for key, value in CLI_DEFAULT_PARAMS.items()
+                       if key in signature and signature[key].default is None})
+    takes = accepts(name, cls)
+    chosen.update(_checked(name, cls, [(m, k, v) for m, k, v in params if m is None and takes(k)]))
+    chosen.update(_checked(name, cls, [(m, k, v) for m, k, v in params if m == name]))
+    return chosen
+
+
+def one_method_params(name: str, cls: type, specs: Sequence[str] | None) -> dict[str, Any]:
+    """``--param [METHOD:]KEY=VALUE`` of a command that runs the one method ``name``: every key must be
+    one of its parameters (a one-line :class:`UsageError` lists them otherwise)."""
+    params = parse_params(specs)
+    for method, key, _ in params:
+        if method not in (None, name):
+            raise UsageError(f"--param {method}:{key}: {method!r} is not the method run ({name!r})")
+    return _checked(name, cls, params)
+
+
+def _checked(name: str, cls: type, params: list[tuple[str | None, str, Any]]) -> dict[str, Any]:
+    """``{key: value}`` for method ``name``, old keyword names mapped to the new; an unknown key is refused."""
+    known, takes, old = parameter_names(name, cls), accepts(name, cls), _old_names(cls)
+    chosen: dict[str, Any] = {}
     for method, key, value in params:
-        if method is None and (known is None or key in known):
-            chosen[key] = value
-    for method, key, value in params:
-        if method == name:
-            if known is not None and key not in known:
-                raise UsageError(f"--param {method}:{key}: method {name!r} has no parameter {key!r}; it takes {', '.join(sorted(known))}")
-            chosen[key] = value
+        if not takes(key):
+            where = f"{method}:{key}" if method else key
+            raise UsageError(f"--param {where}: method {name!r} has no parameter {key!r}; it takes {', '.join(sorted(known or ()))}")
+        chosen[old.get(key, key)] = value
     return chosen

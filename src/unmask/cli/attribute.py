@@ -18,7 +18,6 @@ Read the store in Python with ``unmask.store.open_store(STORE)``; cluster it wit
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_model_optio
 from ._args import error as _error
 from ._run import run_command
 from ._args import check_device
+from ._params import one_method_params
 
 DEFAULT_METHOD = "lrp.epsilon_plus_flat"
 
@@ -158,20 +158,6 @@ def parse_data(spec: str, transform: Any) -> Any:
     return folders.from_path(spec, transform)
 
 
-def _params(specs: list[str] | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for spec in specs or []:
-        key, sep, raw = spec.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise UsageError(f"--param {spec!r} is not of the form KEY=VALUE")
-        try:
-            params[key] = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            params[key] = raw.strip()
-    return params
-
-
 def _worker_and_workers(worker: int | None, workers: int | None) -> tuple[int, int]:
     """--worker/--workers as given, else from torchrun's or SLURM's environment, else (0, 1)."""
     if worker is not None or workers is not None:
@@ -212,9 +198,10 @@ def _run(args: argparse.Namespace) -> int:
         if threads is not None:  # several workers each on every core run many times slower than one
             torch.set_num_threads(threads)
     try:
-        get_method(args.method)
+        method_class = get_method(args.method)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    params = one_method_params(args.method, method_class, args.params)
     data_spec = args.data[0]
     is_cleverhans = data_spec == "cleverhans" or data_spec.startswith("cleverhans:")
     model_spec = args.model or ("cleverhans" if is_cleverhans else "efficientnet-lite0")
@@ -222,7 +209,6 @@ def _run(args: argparse.Namespace) -> int:
         model_spec, arch=args.arch, trust_pickle=args.trust_pickle, device=args.device if args.engine == "local" else "cpu", image_size=args.image_size, classes=args.classes
     )
     dataset = parse_data(data_spec, net.preprocessing)
-    params = _params(args.params)
     if args.method.endswith("_box") and "low" not in params and "high" not in params:
         params["low"], params["high"] = net.low, net.high
     classes = list(net.classes or getattr(dataset, "classes", []) or [])

@@ -110,13 +110,13 @@ def _run(args: argparse.Namespace) -> int:
     from ..analyze.compare import compare
     from ..analyze.compare_report import JSON_NAME, write_report
     from ..data.cleverhans import TAG_BOX, CleverHans
-    from .attribute import _params
+    from ._params import one_method_params
 
     started = time.perf_counter()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available here; use --device cpu")
     try:
-        get_method(args.method)
+        params = one_method_params(args.method, get_method(args.method), args.params)
     except ValueError as error:
         raise UsageError(str(error)) from None
     models: dict[str, Any] = {}
@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"unmask: comparing {', '.join(models)} on {args.data} with {args.method}", file=sys.stderr, flush=True)
     try:
         result = compare(
-            models, data, args.method, args.boxes, params=_params(args.params), target=args.target, regions=regions,
+            models, data, args.method, args.boxes, params=params, target=args.target, regions=regions,
             faithfulness=not args.no_faithfulness, grid=args.grid, region=args.region, steps=args.steps,
             perturbation=args.perturbation, score=args.score, strategies=not args.no_spray,
             max_clusters=args.max_clusters, separation=args.separation, show=args.show, batch_size=args.batch_size, seed=args.seed,

@@ -169,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         embedding=None if args.embedding == "none" else args.embedding,
         knn=args.knn,
         select=selection,
-        random_state=args.seed,
+        seed=args.seed,
         progress=not args.no_progress,
     )
     positions = np.flatnonzero(selection)

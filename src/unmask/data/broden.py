@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .._utils.progress import progress_bar
+from .._utils.progress import Progress, progress_bar
 from .concepts import ConceptDataset, ConceptSample
 
 __all__ = ["BrodenDataset", "BrodenFormatError", "decode_mask", "encode_mask", "write_broden"]
@@ -302,7 +302,7 @@ def write_broden(
     indices: Sequence[int] | None = None,
     split: str = "train",
     image_format: str = "png",
-    progress: bool = False,
+    progress: Progress = False,
 ) -> Path:
     """Write ``dataset`` (or its ``indices``) as a Broden-format folder and return its path.
 

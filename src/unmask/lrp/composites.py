@@ -16,9 +16,11 @@ two input-dependent tensors half and half (``Product``).
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from typing import Any, Mapping, Sequence, Union
 
 from ..graph.canonize import Step
+from .._utils.params import Parameters
 from ..graph.kinds import type_kind
 from . import rules as R
 from . import transformer as T
@@ -108,69 +110,162 @@ def _matches(key: Key, step: Step) -> bool:
 
 # presets ------------------------------------------------------------------------------------------
 
-PRESETS: dict[str, tuple[str, ...]] = {
-    "epsilon": ("epsilon",),
-    "epsilon_plus": ("epsilon",),
-    "epsilon_plus_flat": ("epsilon",),
-    "epsilon_gamma_box": ("epsilon", "gamma", "low", "high"),
-    "epsilon_alpha2_beta1": ("epsilon", "alpha", "beta"),
-    "epsilon_alpha2_beta1_flat": ("epsilon", "alpha", "beta"),
-    "excitation_backprop": (),
-    "attnlrp": ("attention", "epsilon", "gamma"),
-}
-COMMON = ("stabilizer", "maxpool", "zero_bias")
 
+class Preset(Parameters, Composite):
+    """A named composite built from a few numbers, with Zennit's defaults (``epsilon=1e-6``,
+    ``gamma=0.25``, ``alpha=2, beta=1``, ``stabilizer=1e-6``): each subclass's signature is the one list of
+    its parameters (:meth:`get_params`, the command line's ``--param`` keys).
 
-def preset(name: str, **params: Any) -> Composite:
-    """A named composite (Zennit's presets, same defaults: ``epsilon=1e-6``, ``gamma=0.25``,
-    ``alpha=2, beta=1``, ``stabilizer=1e-6``; ``low``/``high`` default to each sample's per-channel range).
-    ``zero_bias=True`` leaves biases (including those folded from BatchNorm) out of every convolution's and
-    dense layer's rule (Zennit's ``zero_params="bias"``), so relevance is not absorbed by them.
-
-    - ``epsilon``: LRP-epsilon on every convolution and dense layer.
-    - ``epsilon_plus``: z+ on convolutions, epsilon on dense layers.
-    - ``epsilon_plus_flat``: as ``epsilon_plus`` with flat on the first layer.
-    - ``epsilon_gamma_box``: gamma on convolutions, epsilon on dense layers, z^B on the first layer.
-    - ``epsilon_alpha2_beta1`` / ``..._flat``: alpha-beta on convolutions (flat first layer).
-    - ``excitation_backprop``: z+ everywhere (Zhang et al. 2016, marginal winning probability).
-    - ``attnlrp``: AttnLRP (Achtibat et al. 2024) for transformers and modern CNNs: epsilon on convolutions
-      and dense layers (``gamma=`` puts the gamma rule there instead), the transformer rules of
-      :mod:`unmask.lrp.transformer`, products of two tensors half each; ``attention="cp"`` is CP-LRP
-      (Ali et al. 2022): attention weights held constant, all relevance through the values.
+    Every preset takes ``stabilizer`` (added to denominators), ``maxpool`` (``"winner"``: winner-take-all,
+    ``"average"``: as an average pool) and ``zero_bias``: ``True`` leaves biases (including those folded
+    from BatchNorm) out of every convolution's and dense layer's rule (Zennit's ``zero_params="bias"``),
+    so relevance is not absorbed by them.
     """
+
+    name: str = ""
+
+    def _common(self, stabilizer: float, maxpool: str, zero_bias: bool) -> None:
+        self.stabilizer, self.maxpool, self.zero_bias = stabilizer, maxpool, zero_bias
+
+    def _compose(self, conv: R.Rule, dense: R.Rule | None = None, first: R.Rule | None = None,
+                 epsilon: float = 1e-6) -> None:
+        """Convolutions get ``conv``, dense layers ``dense`` (default: epsilon), the first layer ``first``."""
+        dense = R.Epsilon(epsilon, bool(self.zero_bias)) if dense is None else dense
+        base = defaults(epsilon, self.stabilizer, self.maxpool)
+        Composite.__init__(self, {"convolution": conv, "linear": dense}, first=first, base=base, name=self.name)
+
+
+class _EpsilonOnly(Preset):
+    """The presets whose one parameter of their own is the dense layers' ``epsilon``; each subclass picks
+    the convolutions' rule and the first layer's."""
+
+    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "winner",
+                 zero_bias: bool = False) -> None:
+        self.epsilon = epsilon
+        self._common(stabilizer, maxpool, zero_bias)
+        self._compose(self._convolution(), first=self._first(), epsilon=epsilon)
+
+    def _convolution(self) -> R.Rule:
+        return R.ZPlus(self.stabilizer, bool(self.zero_bias))
+
+    def _first(self) -> R.Rule | None:
+        return None
+
+
+class Epsilon(_EpsilonOnly):
+    """``epsilon``: LRP-epsilon on every convolution and dense layer."""
+
+    name = "epsilon"
+
+    def _convolution(self) -> R.Rule:
+        return R.Epsilon(self.epsilon, bool(self.zero_bias))
+
+
+class EpsilonPlus(_EpsilonOnly):
+    """``epsilon_plus``: z+ on convolutions, epsilon on dense layers."""
+
+    name = "epsilon_plus"
+
+
+class EpsilonPlusFlat(_EpsilonOnly):
+    """``epsilon_plus_flat``: as ``epsilon_plus`` with flat on the first layer."""
+
+    name = "epsilon_plus_flat"
+
+    def _first(self) -> R.Rule | None:
+        return R.Flat(self.stabilizer, bool(self.zero_bias))
+
+
+class EpsilonGammaBox(Preset):
+    """``epsilon_gamma_box``: gamma on convolutions, epsilon on dense layers, z^B on the first layer with
+    bounds ``low``/``high`` (default: each sample's per-channel range)."""
+
+    name = "epsilon_gamma_box"
+
+    def __init__(self, epsilon: float = 1e-6, gamma: float = 0.25, low: Any = None, high: Any = None,
+                 stabilizer: float = 1e-6, maxpool: str = "winner", zero_bias: bool = False) -> None:
+        self.epsilon, self.gamma, self.low, self.high = epsilon, gamma, low, high
+        self._common(stabilizer, maxpool, zero_bias)
+        self._compose(R.Gamma(gamma, stabilizer, bool(zero_bias)),
+                      first=R.ZBox(low, high, stabilizer, bool(zero_bias)), epsilon=epsilon)
+
+
+class EpsilonAlpha2Beta1(Preset):
+    """``epsilon_alpha2_beta1``: alpha-beta on convolutions, epsilon on dense layers."""
+
+    name = "epsilon_alpha2_beta1"
+
+    def __init__(self, epsilon: float = 1e-6, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6,
+                 maxpool: str = "winner", zero_bias: bool = False) -> None:
+        self.epsilon, self.alpha, self.beta = epsilon, alpha, beta
+        self._common(stabilizer, maxpool, zero_bias)
+        self._compose(R.AlphaBeta(alpha, beta, stabilizer, bool(zero_bias)), first=self._first(), epsilon=epsilon)
+
+    def _first(self) -> R.Rule | None:
+        return None
+
+
+class EpsilonAlpha2Beta1Flat(EpsilonAlpha2Beta1):
+    """``epsilon_alpha2_beta1_flat``: as ``epsilon_alpha2_beta1`` with flat on the first layer."""
+
+    name = "epsilon_alpha2_beta1_flat"
+
+    def _first(self) -> R.Rule | None:
+        return R.Flat(self.stabilizer, bool(self.zero_bias))
+
+
+class ExcitationBackprop(Preset):
+    """``excitation_backprop``: z+ everywhere (Zhang et al. 2016, marginal winning probability)."""
+
+    name = "excitation_backprop"
+
+    def __init__(self, stabilizer: float = 1e-6, maxpool: str = "winner", zero_bias: bool = False) -> None:
+        self._common(stabilizer, maxpool, zero_bias)
+        self._compose(R.ZPlus(stabilizer, bool(zero_bias)), R.ZPlus(stabilizer, bool(zero_bias)))
+
+
+class AttnLRP(Preset):
+    """``attnlrp``: AttnLRP (Achtibat et al. 2024) for transformers and modern CNNs: epsilon on convolutions
+    and dense layers (``gamma=`` puts the gamma rule there instead), the transformer rules of
+    :mod:`unmask.lrp.transformer`, products of two tensors half each; ``attention="cp"`` is CP-LRP
+    (Ali et al. 2022): attention weights held constant, all relevance through the values."""
+
+    name = "attnlrp"
+
+    def __init__(self, attention: str = "attnlrp", epsilon: float = 1e-6, gamma: float | None = None,
+                 stabilizer: float = 1e-6, maxpool: str = "winner", zero_bias: bool = False) -> None:
+        self.attention, self.epsilon, self.gamma = attention, epsilon, gamma
+        self._common(stabilizer, maxpool, zero_bias)
+        zero = bool(zero_bias)
+        weighted = R.Epsilon(epsilon, zero) if gamma is None else R.Gamma(gamma, stabilizer, zero)
+        self._compose(weighted, weighted, epsilon=epsilon)
+        self.base.update(T.defaults(attention, stabilizer, weighted))
+        self.base["gate"] = T.Product()
+
+
+#: The presets by name, in the order the documentation lists them.
+PRESETS: dict[str, type[Preset]] = {cls.name: cls for cls in (
+    Epsilon, EpsilonPlus, EpsilonPlusFlat, EpsilonGammaBox, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat,
+    ExcitationBackprop, AttnLRP,
+)}
+
+
+def preset(name: str, **params: Any) -> Preset:
+    """The preset composite ``name`` (a key of :data:`PRESETS`) with ``params``:
+    ``preset("epsilon_gamma_box", gamma=0.5)`` is ``EpsilonGammaBox(gamma=0.5)``. Unknown names and
+    parameters are refused with the allowed ones listed."""
     if name not in PRESETS:
         raise ValueError(f"unknown LRP composite {name!r}; presets: {', '.join(PRESETS)}")
-    unknown = set(params) - set(PRESETS[name]) - set(COMMON)
+    allowed = PRESETS[name]._signature()
+    unknown = set(params) - set(allowed)
     if unknown:
-        allowed = ", ".join(PRESETS[name] + COMMON)
-        raise ValueError(f"lrp.{name} does not take {', '.join(sorted(unknown))}; its parameters: {allowed}")
-    epsilon = params.get("epsilon", 1e-6)
-    stabilizer = params.get("stabilizer", 1e-6)
-    zero_bias = bool(params.get("zero_bias", False))
-    base = defaults(epsilon, stabilizer, params.get("maxpool", "winner"))
-    if name == "attnlrp":
-        return _attnlrp(params.get("attention", "attnlrp"), epsilon, params.get("gamma"), stabilizer, zero_bias, base)
-    dense = R.Epsilon(epsilon, zero_bias)
-    first = None
-    if name == "epsilon":
-        conv = R.Epsilon(epsilon, zero_bias)
-    elif name in ("epsilon_plus", "epsilon_plus_flat", "excitation_backprop"):
-        conv = R.ZPlus(stabilizer, zero_bias)
-        if name == "excitation_backprop":
-            dense = R.ZPlus(stabilizer, zero_bias)
-    elif name == "epsilon_gamma_box":
-        conv = R.Gamma(params.get("gamma", 0.25), stabilizer, zero_bias)
-        first = R.ZBox(params.get("low"), params.get("high"), stabilizer, zero_bias)
-    else:
-        conv = R.AlphaBeta(params.get("alpha", 2.0), params.get("beta", 1.0), stabilizer, zero_bias)
-    if name.endswith("_flat"):
-        first = R.Flat(stabilizer, zero_bias)
-    return Composite({"convolution": conv, "linear": dense}, first=first, base=base, name=name)
+        raise ValueError(f"lrp.{name} does not take {', '.join(sorted(unknown))}; its parameters: {', '.join(allowed)}")
+    return PRESETS[name](**params)
 
 
-def _attnlrp(mode: str, epsilon: float, gamma: float | None, stabilizer: float, zero_bias: bool,
-             base: dict[str, R.Rule]) -> Composite:
-    weighted = R.Epsilon(epsilon, zero_bias) if gamma is None else R.Gamma(gamma, stabilizer, zero_bias)
-    base.update(T.defaults(mode, stabilizer, weighted))
-    base["gate"] = T.Product()
-    return Composite({"convolution": weighted, "linear": weighted}, base=base, name="attnlrp")
+def __getattr__(name: str) -> Any:
+    if name == "COMMON":  # deprecated: the tuple of parameters every preset takes, now in each preset's signature
+        warnings.warn("unmask.lrp.composites.COMMON is deprecated: a preset's parameters are its signature "
+                      "(unmask.lrp.PRESETS[name]().get_params())", DeprecationWarning, stacklevel=2)
+        return ("stabilizer", "maxpool", "zero_bias")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

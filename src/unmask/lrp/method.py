@@ -1,12 +1,15 @@
 """LRP as a method of the registry: ``unmask.LRP`` and ``lrp.<preset>``."""
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from .._utils.deprecation import renamed_attribute
+from .._utils.params import Parameters
 from ..checks import check_eval, check_inputs
 from ..explanation import Explanation
 from ..graph.canonize import ExplainableGraph
@@ -14,7 +17,7 @@ from ..graph.trace import TraceError, frozen_copy
 from ..models.module import as_module
 from ..registry import register
 from ..targets import Target, output_gradient
-from .composites import COMMON, PRESETS, Composite, preset
+from .composites import PRESETS, Composite, Preset, preset
 from .engine import Engine
 
 
@@ -31,7 +34,7 @@ class RuleTable(list):
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-class LRP:
+class LRP(Parameters):
     """Layer-wise Relevance Propagation (Bach et al. 2015) with a composite of rules.
 
     The model is traced and canonized once (on a copy: BatchNorm folded, in-place ops removed), or once
@@ -44,9 +47,14 @@ class LRP:
     >>> explainer = unmask.LRP(model, composite="epsilon_gamma_box", gamma=0.5, low=low, high=high)
     >>> explanation = explainer.explain(images, target=281)
     >>> print(explainer.rules())
+
+    ``get_params()`` gives ``composite`` (a preset's name, or your :class:`Composite`), ``init`` and a
+    preset's own parameters; each registered ``lrp.<preset>`` class takes the latter as keywords.
     """
 
-    method = "lrp"
+    method: ClassVar[str] = "lrp"
+    params = renamed_attribute("get_params", call=True)
+    _data_args = ("model",)
 
     def __init__(self, model: nn.Module, composite: str | Composite = "epsilon_plus_flat", init: str = "logit",
                  **params: Any):
@@ -62,13 +70,30 @@ class LRP:
         self.model = model
         self.composite = composite
         self.init = init
-        self.params = dict(params)
         self._copy = frozen_copy(model)
         self._engines: OrderedDict[tuple, Engine] = OrderedDict()  # by input shape, for shape-specialised traces
         try:
             self.engine: Engine | None = self._build(None)
         except TraceError as error:  # shape-dependent code: traced per input shape, on first use
             self.engine, self._symbolic_error = None, error
+
+    def get_params(self) -> dict[str, Any]:
+        """``composite`` (the preset's name or your Composite), ``init`` and the preset's parameters."""
+        if not isinstance(self.composite, Preset):
+            return {"composite": self.composite, "init": self.init}
+        return {"composite": self.composite.name, "init": self.init, **self.composite.get_params()}
+
+    def set_params(self, **params: Any) -> "LRP":
+        """As :meth:`Parameters.set_params`; a new ``composite`` starts from its own defaults (the old preset's
+        parameters do not carry over)."""
+        if "composite" not in params or "composite" not in self._signature():
+            return super().set_params(**params)
+        LRP.__init__(self, self.model, **{"init": self.init, **params})
+        return self
+
+    def _defaults(self) -> dict[str, Any]:
+        preset_defaults = self.composite._defaults() if isinstance(self.composite, Preset) else {}
+        return {**super()._defaults(), **preset_defaults}
 
     @property
     def graph(self) -> ExplainableGraph | None:
@@ -137,22 +162,42 @@ class LRP:
             relevance = seed if self.init == "onehot" and index is not None else seed * output
             result = engine.backward(values, relevance, record)
         name = self.method if self.composite.name == "custom" else f"lrp.{self.composite.name}"
-        return Explanation(result, output.detach(), index, name, inputs,
-                           {"composite": self.composite.name, "init": self.init, **self.params})
+        params = self.get_params()
+        params.pop("composite", None)
+        return Explanation(result, output.detach(), index, name, inputs, {"composite": self.composite.name, **params})
 
 
-def _preset_class(name: str) -> type:
+class PresetLRP(LRP):
+    """LRP with one preset composite: ``LRP_<preset>(model, init="logit", *, <the preset's parameters>)``.
+
+    The keyword parameters are the preset class's signature (:data:`unmask.lrp.PRESETS`), not a copy."""
+
+    preset: ClassVar[type[Preset]]
+
     def __init__(self, model: nn.Module, init: str = "logit", **params: Any) -> None:
-        LRP.__init__(self, model, composite=name, init=init, **params)
+        LRP.__init__(self, model, composite=self.preset.name, init=init, **params)
 
-    return type(f"LRP_{name}", (LRP,), {
-        "__init__": __init__,
-        "__doc__": f"LRP with the ``{name}`` composite.",
-        "parameters": PRESETS[name] + COMMON,
+    def get_params(self) -> dict[str, Any]:
+        return {"init": self.init, **self.composite.get_params()}
+
+
+def _preset_method(cls: type[Preset], method: str) -> type[PresetLRP]:
+    """The registered method ``method`` for the preset ``cls``, its signature ``(model, init, *, cls's)``."""
+
+    def __init__(self: PresetLRP, model: nn.Module, init: str = "logit", **params: Any) -> None:
+        PresetLRP.__init__(self, model, init, **params)
+
+    own = list(inspect.signature(PresetLRP.__init__).parameters.values())[:3]  # self, model, init
+    keywords = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(cls).parameters.values()]
+    __init__.__signature__ = inspect.Signature(own + keywords)  # type: ignore[attr-defined]
+    return type(f"LRP_{cls.name}", (PresetLRP,), {
+        "__init__": __init__, "preset": cls, "method": method, "__module__": __name__,
+        "__doc__": f"LRP with the :class:`~unmask.lrp.composites.{cls.__name__}` composite "
+                   f"(``{method}``).\n\n{cls.__doc__}",
     })
 
 
-for _name in PRESETS:
-    register(f"lrp.{_name}")(_preset_class(_name))
-register("excitation_backprop")(_preset_class("excitation_backprop"))
+for _cls in PRESETS.values():
+    register(f"lrp.{_cls.name}")(_preset_method(_cls, f"lrp.{_cls.name}"))
+register("excitation_backprop")(_preset_method(PRESETS["excitation_backprop"], "excitation_backprop"))
 register("lrp")(LRP)

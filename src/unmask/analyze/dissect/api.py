@@ -5,6 +5,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..._utils.progress import Progress
 from .perturbations import Perturbation, parse_perturbation
 from .quantiles import EXACT_LIMIT
 from .results import AxisAlignmentResult, DissectionResult, RobustnessResult
@@ -21,7 +22,7 @@ def dissect(
     iou_threshold: float = DEFAULT_IOU_THRESHOLD,
     batch_size: int = 16,
     device: str | torch.device | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     *,
     top_images: int = 8,
     mean: Sequence[float] | None = None,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..._utils.progress import progress_bar
+from ..._utils.progress import Progress, progress_bar
 from ...data.concepts import ConceptBatch, ConceptDataset, collate_concepts, load_concepts
 from ...models import Capture, eval_mode, on_device, pixel_model, resolve_layer
 from .perturbations import Perturbation
@@ -75,7 +75,7 @@ def _run(
     iou_threshold: float,
     batch_size: int,
     device: str | torch.device | None,
-    progress: bool,
+    progress: Progress,
     top_images: int,
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
