@@ -5,7 +5,6 @@ import contextlib
 import copy
 import hashlib
 import json
-import math
 import os
 import sys
 import uuid
@@ -14,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .._io import json_safe
 from ..models import as_module, model_device, on_device
 from ._guard import acquire_writer_lock, check_merge_target, release
 from ._skip import Skipped, Tolerant, explain_tolerant, first_loadable, record_skipped
@@ -120,21 +120,15 @@ def normalize_item(item: Any, index: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _jsonable(value: Any) -> Any:
+def _describe(value: Any) -> Any:
+    """How the manifest records a setting JSON has no type for (the ``default`` of :func:`json_safe`): a small
+    tensor or array as its values, a large one by shape and hash, anything else by its ``repr``."""
     import torch
 
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().tolist() if value.numel() <= 64 else f"tensor{tuple(value.shape)} sha1:{_tensor_hash([value])}"
-    if isinstance(value, np.ndarray):
-        return _jsonable(torch.from_numpy(value))
     return repr(value)
 
 
@@ -357,7 +351,7 @@ def attribute(
     method_params = dict(params or {})
     settings = {
         "method": method,
-        "params": _jsonable(method_params),
+        "params": json_safe(method_params, default=_describe),
         "model": name,
         "model_hash": model_hash(net),
         "target": target,
@@ -366,7 +360,7 @@ def attribute(
         "batch_size": batch_size,
         "shard_size": shard_size,
         "dtype": "float32",
-        "dataset": _jsonable(dataset_info),
+        "dataset": json_safe(dataset_info, default=_describe),
         "classes": list(classes),
         "unmask_version": __version__,
         "torch_version": torch.__version__,
