@@ -29,11 +29,7 @@ def _load() -> None:
     import importlib
 
     for module in _LAZY_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
+        importlib.import_module(module)
 
 
 def methods() -> list[str]:

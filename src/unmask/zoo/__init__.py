@@ -221,11 +221,7 @@ def _load_entries() -> None:
     import importlib
 
     for module in _ENTRY_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
+        importlib.import_module(module)
 
 
 def names() -> list[str]:
