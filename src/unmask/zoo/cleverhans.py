@@ -21,14 +21,13 @@ training image carries the tag (``scripts/train_cleverhans.py --tag-fraction 0 -
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 import torch
 from torch import nn
 
 from . import Preprocessing, ZooModel, register
+from ._shipped import load_weights, training_info, weights_folder
 
 __all__ = ["CLEAN_NAME", "CleverHansNet", "NAME", "build", "info", "load", "load_clean"]
 
@@ -67,14 +66,12 @@ def build() -> CleverHansNet:
     return CleverHansNet()
 
 
-def _weights() -> Any:
-    return resources.files(__package__).joinpath("weights")
+_weights = weights_folder  # the folder of the shipped weights (WEIGHTS is the file name in it)
 
 
 def info(name: str = NAME) -> dict[str, Any]:
     """What the training script measured for the zoo entry ``name``: data, epochs, accuracies, the shortcut's effect."""
-    path = _weights().joinpath(f"{name}.json")
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return training_info(name)
 
 
 @register(NAME)
@@ -92,22 +89,8 @@ def load_clean() -> ZooModel:
 def _load(name: str, what: str) -> ZooModel:
     from ..data.cleverhans import CLASSES, MEAN, SIZE, STD
 
-    model = CleverHansNet(len(CLASSES))
-    path = _weights().joinpath(f"{name}.pt")
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the CleverHansNet weights (unmask/zoo/weights/{name}.pt) are missing; train them with "
-            "scripts/train_cleverhans.py"
-        )
-    with resources.as_file(path) as file:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model = load_weights(CleverHansNet(len(CLASSES)), name, "scripts/train_cleverhans.py")
     accuracy = info(name).get("test_accuracy")
     note = f", {accuracy:.1%} test accuracy" if isinstance(accuracy, float) else ""
-    return ZooModel(
-        name=name,
-        model=model.eval(),
-        classes=list(CLASSES),
-        preprocessing=Preprocessing(size=SIZE, resize=None, mean=MEAN, std=STD),
-        description=f"CleverHansNet: {what} (32x32, 4 classes{note})",
-    )
+    return ZooModel(name=name, model=model, classes=list(CLASSES), preprocessing=Preprocessing(size=SIZE, resize=None, mean=MEAN, std=STD),
+                    description=f"CleverHansNet: {what} (32x32, 4 classes{note})")
