@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .._utils.validation import check_index
 from .._utils.progress import progress_bar
 from .concepts import ConceptDataset, ConceptSample
 
@@ -210,11 +211,7 @@ class BrodenDataset(ConceptDataset):
         return f"{self.root / 'index.csv'} line {self._rows[index][0]}"
 
     def __getitem__(self, index: int) -> ConceptSample:
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
+        index = check_index(index, len(self), "image")
         _, image_name, (ih, iw, sh, sw), cells = self._rows[index]
         image_path = self.root / "images" / image_name
         try:
