@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from .._utils.progress import Progress, track
 from .context import ContextResult, context_use
 
 __all__ = [
@@ -684,7 +685,7 @@ def compare(
     batch_size: int = 32,
     perturbation_batch_size: int | None = None,
     seed: int = 0,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> Comparison:
     """Run every model on the same samples and measure how they differ (see the module docstring).
 
@@ -750,11 +751,7 @@ def compare(
     }
     settings_per_model: dict[str, dict[str, Any]] = {}
     explainers: dict[str, Any] = {}
-    iterator: Any = _batches(n, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(list(iterator), desc="compare", unit="batch")
+    iterator = track(list(_batches(n, batch_size)), progress, "compare", "batch")
     labels_array = source.labels
     tagged = np.array([bool(s.tagged) for s in source.samples]) if source.samples[0].tagged is not None else None
     shown = _pick_shown(labels_array, show, tagged)

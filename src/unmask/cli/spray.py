@@ -217,17 +217,8 @@ def _run(args: argparse.Namespace) -> int:
         f"method {settings.get('method')} · {settings.get('relevance')} relevance"
     )
     index = spray_report.write_report(
-        out,
-        result,
-        store,
-        title=f"SpRAy: {what}",
-        subtitle=subtitle,
-        image=_images(store),
-        truth=truth,
-        truth_name=truth_name,
-        scores=scores,
-        verification=verification,
-        context=context,
+        out, result, store, title=f"SpRAy: {what}", subtitle=subtitle, image=_images(store), truth=truth,
+        truth_name=truth_name, scores=scores, verification=verification, context=context,
     )
     seconds = time.perf_counter() - started
     summary = f"{result.n_clusters} clusters (sizes {', '.join(str(c.size) for c in result.clusters if c.label >= 0)})"

@@ -6,7 +6,6 @@ import copy
 import hashlib
 import json
 import os
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -14,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .._io import json_safe
+from .._utils.progress import Progress, progress_bar
 from ..models import as_module, model_device, on_device
 from ._guard import acquire_writer_lock, check_merge_target, release
 from ._skip import Skipped, Tolerant, explain_tolerant, first_loadable, record_skipped
@@ -220,16 +220,6 @@ def _check_compatible(existing: dict[str, Any], wanted: dict[str, Any], where: A
         )
 
 
-def _progress(total: int, initial: int, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, unit="sample", desc=desc, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-
-
 # ---------------------------------------------------------------------------------------------- attribute
 
 
@@ -252,7 +242,7 @@ def attribute(
     save_logits: bool = False,
     model_name: str | None = None,
     classes: Sequence[str] | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     on_shard: Callable[[int, int], None] | None = None,
     skip_bad: bool = False,
     engine: str = "local",
@@ -400,13 +390,12 @@ def attribute(
 
         job = {"method": method, "params": method_params, "target": target, "relevance": relevance, "pool": pool,
                "batch_size": batch_size, "fields": fields, "device": str(torch_device), "rel_shape": list(rel_shape)}
-        bar = _progress(total, finished, progress, f"attribute {folder.name} (ray)")
+        bar = progress_bar(progress, total, f"attribute {folder.name} (ray)", "sample", initial=finished, leave=True)
         try:
             explain_on_ray(net, dataset, [span for _, span in pending], shards=shards, job=job, rel_shape=rel_shape, fields=fields,
                            save_logits=save_logits, ray_address=ray_address, ray_options=ray_options, bar=bar, on_shard=on_shard)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
             release(lock)
         return Store(folder)
 
@@ -414,7 +403,7 @@ def attribute(
     for _, (start, stop) in pending:
         batches.extend(list(range(b, min(b + batch_size, stop))) for b in range(start, stop, batch_size))
     loader = _loader(dataset, batches, num_workers)
-    bar = _progress(total, finished, progress, f"attribute {folder.name}")
+    bar = progress_bar(progress, total, f"attribute {folder.name}", "sample", initial=finished, leave=True)
     _h5py()  # fails here, before any work, when h5py (the analyze extra) is missing
     try:
         batch_iter = iter(loader)
@@ -435,15 +424,13 @@ def attribute(
                     non_finite.extend(rows.get("non_finite", []))
                     _write_rows(handle, data, at, rows, save_logits)
                     at += len(items)
-                    if bar is not None:
-                        bar.update(len(items))
+                    bar.update(len(items))
                 handle.attrs["device"] = str(torch_device)
                 record_skipped(handle, skipped, non_finite)
             if on_shard is not None:
                 on_shard(start, stop)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         release(lock)
     return Store(folder)
 
