@@ -16,15 +16,16 @@ from PIL import Image
 
 from ..data.concepts import ConceptDataset
 from .._io import write_bytes, write_json, write_png
+from .._utils.deprecation import renamed
 from ..report.page import escape, figure_png, image, number, page, percent, write_page
 from .dissect import AxisAlignmentResult, DissectionResult, RobustnessResult
 
 __all__ = ["bar_chart", "render_page", "unit_strip", "write_report"]
 
 #: Colour of the outline of the unit's region and of its concept's label mask.
-UNIT_COLOUR = (255, 210, 0)
-LABEL_COLOUR = (0, 220, 255)
-CATEGORY_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+UNIT_COLOR = (255, 210, 0)
+LABEL_COLOR = (0, 220, 255)
+CATEGORY_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -50,10 +51,10 @@ def unit_tile(
         image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
     array = np.array(image)
     big_region = np.array(Image.fromarray(region.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)) > 0
-    array[_outline(big_region)] = UNIT_COLOUR
+    array[_outline(big_region)] = UNIT_COLOR
     if label_mask is not None and label_mask.any():
         big_label = np.array(Image.fromarray(label_mask.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)) > 0
-        array[_outline(big_label)] = LABEL_COLOUR
+        array[_outline(big_label)] = LABEL_COLOR
     return Image.fromarray(array)
 
 
@@ -103,7 +104,7 @@ def bar_chart(results: Sequence[DissectionResult], path: str | os.PathLike[str])
     x = np.arange(len(layers))
     for k, category in enumerate(categories):
         values = [r.unique_detectors.get(category, 0) for r in results]
-        bars = axis.bar(x + (k - (len(categories) - 1) / 2) * width, values, width, label=category, color=CATEGORY_COLOURS[k % len(CATEGORY_COLOURS)])
+        bars = axis.bar(x + (k - (len(categories) - 1) / 2) * width, values, width, label=category, color=CATEGORY_COLORS[k % len(CATEGORY_COLORS)])
         axis.bar_label(bars, fontsize=7)
     axis.set_xticks(x, layers, rotation=20 if len(layers) > 4 else 0, fontsize=8)
     axis.set_ylabel("unique detectors")
@@ -124,11 +125,11 @@ def _html_bars(results: Sequence[DissectionResult]) -> str:
     for r in results:
         bars = "".join(
             f'<div class="bar" title="{escape(c)}: {r.unique_detectors.get(c, 0)}" style="width:{180 * r.unique_detectors.get(c, 0) / top:.0f}px;'
-            f'background:{CATEGORY_COLOURS[k % len(CATEGORY_COLOURS)]}">{r.unique_detectors.get(c, 0)}</div>'
+            f'background:{CATEGORY_COLORS[k % len(CATEGORY_COLORS)]}">{r.unique_detectors.get(c, 0)}</div>'
             for k, c in enumerate(categories)
         )
         rows.append(f"<tr><td>{escape(r.layer)}</td><td>{bars}</td></tr>")
-    legend = " ".join(f'<span style="color:{CATEGORY_COLOURS[k % len(CATEGORY_COLOURS)]}">&#9632; {escape(c)}</span>' for k, c in enumerate(categories))
+    legend = " ".join(f'<span style="color:{CATEGORY_COLORS[k % len(CATEGORY_COLORS)]}">&#9632; {escape(c)}</span>' for k, c in enumerate(categories))
     return f'<table class="bars"><caption>unique detectors per category &middot; {legend}</caption>{"".join(rows)}</table>'
 
 
@@ -257,3 +258,8 @@ def write_report(
             if progress is not None:
                 progress.update(1)
     return write_page(out, render_page(results, meta, strips, "detectors.png" if chart else None, axis, robustness))
+
+
+__getattr__ = renamed(
+    __name__, {"UNIT_COLOUR": "UNIT_COLOR", "LABEL_COLOUR": "LABEL_COLOR", "CATEGORY_COLOURS": "CATEGORY_COLORS"}, globals()
+)

@@ -183,9 +183,9 @@ def _run(args: argparse.Namespace) -> int:
     verification = None
     if not args.no_verify and dataset.get("type") == "cleverhans" and settings.get("model") == "cleverhans":
         from ..data.cleverhans import CleverHans, verify
-        from ..zoo import cleverhans as zoo_cleverhans
+        from ..zoo import cleverhans_net
 
-        verification = verify(zoo_cleverhans.load(), CleverHans.from_description(dataset))
+        verification = verify(cleverhans_net.load(), CleverHans.from_description(dataset))
 
     context = None
     if not args.no_context and ("box" in store.fields or "mask" in store.fields):

@@ -214,7 +214,7 @@ def register(name: str) -> Callable[[Callable[[], ZooModel]], Callable[[], ZooMo
 
 
 #: Submodules that add zoo entries when imported (imported on the first names() / load()).
-_ENTRY_MODULES = ("unmask.zoo.concept_net", "unmask.zoo.cleverhans", "unmask.zoo.cleverhans_vit")
+_ENTRY_MODULES = ("unmask.zoo.concept_net", "unmask.zoo.cleverhans_net", "unmask.zoo.cleverhans_vit")
 
 
 def _load_entries() -> None:

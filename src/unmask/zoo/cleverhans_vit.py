@@ -1,6 +1,6 @@
 """CleverHansViT: a tiny vision transformer trained on :mod:`unmask.data.cleverhans`, shortcut included.
 
-The transformer counterpart of :mod:`unmask.zoo.cleverhans` (same data, same planted tag), on which
+The transformer counterpart of :mod:`unmask.zoo.cleverhans_net` (same data, same planted tag), on which
 ``lrp.attnlrp`` heatmaps and SpRAy have to find the Clever Hans. Trained by
 ``scripts/train_cleverhans_vit.py`` in a few minutes on a CPU; the weights
 (``weights/cleverhans_vit.pt``, float32) and what the script measured (``weights/cleverhans_vit.json``)
