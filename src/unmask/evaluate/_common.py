@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 from torch import nn
@@ -173,6 +173,12 @@ def to_list(value: Any) -> Any:
     """Tensors and arrays as (nested) lists of finite floats/ints; NaN/Inf become ``None`` (valid JSON):
     :func:`unmask._io.json_safe` with tensors and arrays written out as lists."""
     return json_safe(value, default=_as_lists)
+
+
+def result_dict(result: Any, metric: str, names: Sequence[str] = (), /, **computed: Any) -> dict[str, Any]:
+    """The JSON form of a metric's result: ``{"metric": metric}``, then the attributes ``names`` of ``result``
+    and the ``computed`` values, in that order, each through :func:`to_list`."""
+    return to_list({"metric": metric, **{name: getattr(result, name) for name in names}, **computed})
 
 
 def _as_lists(value: Any) -> Any:

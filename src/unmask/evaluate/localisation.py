@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .._utils.validation import check_float
-from ._common import Relevance, finite_mean, heatmap, to_list
+from ._common import Relevance, finite_mean, heatmap, result_dict
 
 
 @dataclass
@@ -31,8 +31,7 @@ class LocalizationResult:
         return finite_mean(self.per_image)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": to_list(self.value), "per_image": to_list(self.per_image),
-                "higher_is_better": self.higher_is_better}
+        return result_dict(self, self.metric, ("value", "per_image", "higher_is_better"))
 
 
 def box_mask(
