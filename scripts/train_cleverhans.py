@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from unmask.data.cleverhans import CLASSES, CleverHans, verify  # noqa: E402
-from unmask.zoo.cleverhans import CleverHansNet  # noqa: E402
+from unmask.zoo.cleverhans_net import CleverHansNet  # noqa: E402
 
 
 def tensors(dataset: CleverHans) -> tuple[torch.Tensor, torch.Tensor]:

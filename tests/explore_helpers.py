@@ -20,7 +20,7 @@ def cleverhans_run(folder: Path, size: int = 400, method: str = "lrp.epsilon_plu
     from unmask.cli import spray
     from unmask.data.cleverhans import CleverHans
     from unmask.store import attribute
-    from unmask.zoo import cleverhans as zoo_cleverhans
+    from unmask.zoo import cleverhans_net as zoo_cleverhans
 
     name = method.replace(".", "_")
     store, result = folder / f"store-{name}", folder / f"spray-{name}"

@@ -10,7 +10,7 @@ import torch
 
 
 from unmask.data.cleverhans import CLASSES, TAG_BOX, CleverHans, verify
-from unmask.zoo import cleverhans as zoo_cleverhans
+from unmask.zoo import cleverhans_net as zoo_cleverhans
 
 #: Measured on the first 400 test samples (100 circles, 30 tagged): ARI 1.0 with 2 clusters from the
 #: eigengap; over other seeds and sizes ARI at 2 clusters was 0.96-1.0. The test keeps a margin.

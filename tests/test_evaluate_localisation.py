@@ -20,6 +20,15 @@ def test_box_mask():
         ev.box_mask(torch.zeros(2, 3), (4, 4))
 
 
+def test_box_mask_counts_pixel_centres_scales_from_a_frame_and_leaves_missing_boxes_empty():
+    # x from 0.6 to 2.4: the centres 1.5 is inside, 0.5 and 2.5 are not
+    assert ev.box_mask([0.6, 0, 2.4, 1], (1, 4))[0, 0].tolist() == [False, True, False, False]
+    # a box in a 4 x 4 frame on a 2 x 2 heatmap: the top-left quarter of the frame is one heatmap pixel
+    assert ev.box_mask([0, 0, 2, 2], (2, 2), frame=(4, 4))[0].int().tolist() == [[1, 0], [0, 0]]
+    masks = ev.box_mask(torch.tensor([[0.0, 0.0, 3.0, 3.0], [math.nan, 0.0, 3.0, 3.0]]), (3, 3))
+    assert masks[0].all() and not masks[1].any()
+
+
 def test_relevance_mass_counts_positive_relevance_as_the_paper():
     relevance = torch.tensor([[[2.0, -1.0], [1.0, 0.0]]])
     mask = torch.tensor([[[True, False], [False, False]]])

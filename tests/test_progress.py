@@ -17,3 +17,16 @@ def test_progress_off_callable_and_tqdm(capsys):
         bar.update(4)
     err = capsys.readouterr().err
     assert "work" in err and "4/4" in err
+
+
+def test_track_counts_every_item_and_closes_when_the_loop_stops_early():
+    from unmask._utils.progress import track
+
+    seen: list[int] = []
+    assert list(track(["a", "b", "c"], seen.append)) == ["a", "b", "c"] and seen == [1, 1, 1]
+    seen.clear()
+    for item in track(range(10), seen.append):
+        if item == 2:
+            break
+    assert seen == [1, 1]  # items 0 and 1 were finished; the loop stopped at 2
+    assert list(track([], True, "nothing")) == []

@@ -95,6 +95,18 @@ def test_the_old_module_name_of_the_concept_net_still_imports_with_a_warning():
     assert old.ConceptNet is concept_net.ConceptNet
 
 
+def test_the_old_module_name_of_the_clever_hans_net_still_imports_with_a_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("unmask.zoo.cleverhans", None)
+    with pytest.warns(DeprecationWarning, match="cleverhans_net"):
+        old = importlib.import_module("unmask.zoo.cleverhans")
+    from unmask.zoo import cleverhans_net
+
+    assert old.CleverHansNet is cleverhans_net.CleverHansNet and old.load is cleverhans_net.load
+
+
 def test_british_spellings_of_public_names_still_work_with_a_warning():
     from unmask import evaluate
     from unmask.data import concepts
@@ -103,5 +115,9 @@ def test_british_spellings_of_public_names_still_work_with_a_warning():
         assert evaluate.model_randomisation is evaluate.model_randomization
     with pytest.warns(DeprecationWarning, match="COLORS"):
         assert concepts.COLOURS is concepts.COLORS
+    from unmask.analyze import dissect_report
+
+    with pytest.warns(DeprecationWarning, match="CATEGORY_COLORS"):
+        assert dissect_report.CATEGORY_COLOURS is dissect_report.CATEGORY_COLORS
     with pytest.raises(AttributeError):
         evaluate.no_such_metric

@@ -60,31 +60,52 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 NON_FINITE_KEY = "non_finite_as_null"
 
 
-def json_safe(data: Any, where: str = "$", replaced: list[str] | None = None) -> Any:
-    """``data`` with every NaN or infinite float replaced by ``None``; the JSON paths of those go to ``replaced``."""
-    if isinstance(data, float) or isinstance(data, np.floating):
+def json_safe(
+    data: Any, where: str = "$", replaced: list[str] | None = None, *, default: Callable[[Any], Any] | None = None
+) -> Any:
+    """``data`` as JSON can hold it: every NaN or infinite float becomes ``None`` (its JSON path goes to
+    ``replaced``), NumPy scalars become Python numbers, tuples lists, dict keys strings (as ``json.dumps``
+    writes them, so the result equals what reading the file back gives).
+    A value of any other type is given to ``default`` (e.g. ``repr``) and the result cleaned in turn;
+    without ``default`` it is kept as it is. The one sanitiser behind every JSON file unmask writes."""
+    if data is None or isinstance(data, (bool, str)):
+        return data
+    if isinstance(data, np.bool_):
+        return bool(data)
+    if isinstance(data, (int, np.integer)):
+        return int(data)
+    if isinstance(data, (float, np.floating)):
         if math.isfinite(data):
             return float(data)
         if replaced is not None:
             replaced.append(where)
         return None
     if isinstance(data, dict):
-        return {key: json_safe(value, f"{where}.{key}", replaced) for key, value in data.items()}
+        return {_json_key(key): json_safe(value, f"{where}.{key}", replaced, default=default) for key, value in data.items()}
     if isinstance(data, (list, tuple)):
-        return [json_safe(value, f"{where}[{k}]", replaced) for k, value in enumerate(data)]
-    if isinstance(data, np.integer):
-        return int(data)
-    return data
+        return [json_safe(value, f"{where}[{k}]", replaced, default=default) for k, value in enumerate(data)]
+    if default is None:
+        return data
+    return json_safe(default(data), where, replaced)
 
 
-def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    return str(key)
+
+
+def write_json(path: str | os.PathLike[str], data: Any, *, default: Callable[[Any], Any] | None = None) -> Path:
     """Write ``data`` as indented UTF-8 JSON to ``path`` atomically.
 
     JSON has no NaN or infinity: such values are written as ``null``, and a dict gets the key
     ``non_finite_as_null`` listing where they were (so a reader can tell them from missing values).
+    Values of other types go through ``default`` (see :func:`json_safe`).
     """
     replaced: list[str] = []
-    clean = json_safe(data, replaced=replaced)
+    clean = json_safe(data, replaced=replaced, default=default)
     if replaced and isinstance(clean, dict):
         clean[NON_FINITE_KEY] = replaced
     return write_text(path, json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n")

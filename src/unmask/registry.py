@@ -9,45 +9,25 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-_METHODS: dict[str, type] = {}
-_LAZY_MODULES = ("unmask.lrp.method", "unmask.attribution")
+from ._utils.registry import Registry
 
 T = TypeVar("T", bound=type)
+
+_REGISTRY: Registry[type] = Registry("method", ("unmask.lrp.method", "unmask.attribution"), "known methods", unique=True)
+_METHODS = _REGISTRY.entries
+_load = _REGISTRY.load
 
 
 def register(name: str) -> Callable[[T], T]:
     """Class decorator that adds a method under ``name`` (e.g. ``"saliency"``, ``"lrp.epsilon"``)."""
-
-    def decorate(cls: T) -> T:
-        if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"method {name!r} is already registered by {_METHODS[name].__name__}")
-        _METHODS[name] = cls
-        return cls
-
-    return decorate
-
-
-def _load() -> None:
-    import importlib
-
-    for module in _LAZY_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
+    return _REGISTRY.register(name)
 
 
 def methods() -> list[str]:
     """All registered method names, sorted."""
-    _load()
-    return sorted(_METHODS)
+    return _REGISTRY.names()
 
 
 def get(name: str) -> type:
     """The method class registered as ``name``; a ValueError lists the known names otherwise."""
-    _load()
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(_METHODS))}") from None
+    return _REGISTRY.get(name)

@@ -4,9 +4,11 @@ installed: the ``cli`` extra), ``False`` (nothing), or a callable that receives 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Sequence, TypeVar, Union
 
-__all__ = ["Progress", "progress_bar"]
+__all__ = ["Progress", "progress_bar", "track"]
+
+T = TypeVar("T")
 
 Progress = Union[bool, Callable[[int], Any]]
 
@@ -61,3 +63,12 @@ def progress_bar(progress: Progress, total: int | None, desc: str = "", unit: st
     except ImportError:  # tqdm comes with the cli and analyze extras; without it, no bar
         return _Bar()
     return _Bar(tqdm(total=total, initial=initial, desc=desc or None, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=leave))
+
+
+def track(items: Sequence[T], progress: Progress, desc: str = "", unit: str = "it") -> Iterator[T]:
+    """The ``items`` one by one, with a bar as ``progress`` asks for that counts each one (closed when the
+    loop ends or stops early): the ``tqdm(items)`` of :func:`progress_bar`."""
+    with progress_bar(progress, len(items), desc, unit) as bar:
+        for item in items:
+            yield item
+            bar.update(1)

@@ -82,3 +82,14 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ParameterError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
     return value
+
+
+def check_index(index: Any, size: int, what: str = "sample") -> int:
+    """``index`` as an int in ``0 .. size - 1`` (a negative one counts from the end, as in a list); else an
+    IndexError that names ``what`` is indexed."""
+    index = int(index)
+    if index < 0:
+        index += size
+    if not 0 <= index < size:
+        raise IndexError(f"{what} {index} out of range for {size} {what}s")
+    return index

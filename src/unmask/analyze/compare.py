@@ -1,6 +1,7 @@
 """Compare models on the same samples: accuracy, agreement, faithfulness, context use and strategies.
 
-The tutorial's model comparisons (seed 000, seed 003): two classifiers with the same accuracy can solve
+Model comparisons as in Lapuschkin et al. (CVPR 2016, "Analyzing classifiers: Fisher vectors and deep
+neural networks") and Samek et al. (IEEE TNNLS 2017): two classifiers with the same accuracy can solve
 a task differently; GoogleNet and CaffeNet heatmaps differ; the importance of context (relevance outside
 the object's box over relevance inside it, Lapuschkin et al., CVPR 2016) is anti-correlated with
 performance across models; and SpRAy (Lapuschkin et al., Nat. Commun. 2019) counts the strategies of

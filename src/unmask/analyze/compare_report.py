@@ -8,54 +8,24 @@ without it the page says so and keeps the tables.
 """
 from __future__ import annotations
 
-import io
 import math
 import os
-from html import escape
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import quote
 
 import numpy as np
 
+from ..report.page import escape, figure_png, image, number, page, table, td, write_page
 from .compare import Comparison
 
 __all__ = ["render_page", "write_report"]
 
 JSON_NAME = "comparison.json"
 
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem auto; max-width: 1280px;
-       padding: 0 1rem; color: #222; }
-h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.15rem; margin-top: 1.8rem; border-bottom: 1px solid #ddd; }
-h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
-.meta { color: #555; margin-top: 0; }
-table { border-collapse: collapse; font-size: .9rem; margin: .4rem 0 1rem 0; }
-th, td { text-align: left; padding: .2rem .6rem; border-bottom: 1px solid #eee; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img.plot { max-width: 100%; height: auto; border: 1px solid #ddd; margin: .3rem 0; }
+_CSS = """
+h2 { border-bottom: 1px solid #ddd; }
 .samples img { max-width: 100%; image-rendering: pixelated; display: block; margin: .2rem 0 .8rem; }
-.tables { display: flex; flex-wrap: wrap; gap: 2rem; }
-.note { color: #8a6d00; }
 """
-
-
-def _link(path: str) -> str:
-    return escape(quote(path, safe="/"), quote=True)
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "&ndash;"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return escape(str(value))
-
-
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def _bars_png(panels: list[tuple[str, Mapping[str, Mapping[str, Any]]]], dpi: int = 110) -> bytes:
@@ -66,12 +36,12 @@ def _bars_png(panels: list[tuple[str, Mapping[str, Mapping[str, Any]]]], dpi: in
     figure = Figure(figsize=(4.6 * len(panels), 3.6), dpi=dpi)
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, table) in zip(axes, panels):
-        models = list(table)
-        groups = sorted({g for row in table.values() for g in row}, key=lambda g: (g != "all", g))
+    for ax, (title, values_of) in zip(axes, panels):
+        models = list(values_of)
+        groups = sorted({g for row in values_of.values() for g in row}, key=lambda g: (g != "all", g))
         width = 0.8 / max(1, len(models))
         for i, model in enumerate(models):
-            values = [table[model].get(g) for g in groups]
+            values = [values_of[model].get(g) for g in groups]
             heights = [v if isinstance(v, (int, float)) and math.isfinite(v) else 0.0 for v in values]
             ax.bar(np.arange(len(groups)) + (i - (len(models) - 1) / 2) * width, heights, width, label=model)
         ax.set_xticks(np.arange(len(groups)))
@@ -80,7 +50,7 @@ def _bars_png(panels: list[tuple[str, Mapping[str, Mapping[str, Any]]]], dpi: in
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _strategy_table(comparison: Comparison) -> dict[str, dict[str, Any]]:
@@ -120,7 +90,7 @@ def _sample_grids(comparison: Comparison, out: Path) -> list[dict[str, Any]]:
 
 def write_report(comparison: Comparison, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``comparison.json``, the pictures and ``index.html`` into ``out_dir``; returns the page's path."""
-    from ..report import write_bytes, write_json, write_text
+    from ..report import write_bytes, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +119,7 @@ def write_report(comparison: Comparison, out_dir: str | os.PathLike[str]) -> Pat
     except ImportError:
         notes.append("charts need matplotlib: pip install 'unmask[viz]'")
     samples = _sample_grids(comparison, out)
-    return write_text(out / "index.html", render_page(data, samples, pictures, notes))
+    return write_page(out, render_page(data, samples, pictures, notes))
 
 
 def render_page(data: Mapping[str, Any], samples: list[dict[str, Any]], pictures: Mapping[str, str], notes: list[str]) -> str:
@@ -159,12 +129,9 @@ def render_page(data: Mapping[str, Any], samples: list[dict[str, Any]], pictures
     names = list(models)
     title = " vs ".join(names)
     parts = [
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>unmask compare: {escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>",
         f"<h1>unmask compare: {escape(title)}</h1>",
-        f'<p class="meta">{data.get("samples", 0)} samples &middot; method {escape(str(settings.get("method")))} &middot; '
-        f'target {escape(str(settings.get("target")))} &middot; score {escape(str(settings.get("score")))} &middot; '
+        f'<p class="meta">{data.get("samples", 0)} samples &middot; method {escape(settings.get("method"))} &middot; '
+        f'target {escape(settings.get("target"))} &middot; score {escape(settings.get("score"))} &middot; '
         f'<a href="{JSON_NAME}">{JSON_NAME}</a></p>',
     ]
     parts.extend(f'<p class="note">{escape(note)}</p>' for note in notes)
@@ -175,26 +142,26 @@ def render_page(data: Mapping[str, Any], samples: list[dict[str, Any]], pictures
     context = data.get("context_use", {}).get("outside_share", {})
     for name, m in models.items():
         cells = [
-            escape(name), "&times;".join(str(v) for v in m.get("input_size", [])), _number(m.get("accuracy")),
-            _number((m.get("morf") or {}).get("aopc")), _number((m.get("lerf") or {}).get("aopc")),
-            _number(m.get("selectivity")), _number(context.get(name, {}).get("all")),
+            escape(name), "&times;".join(str(v) for v in m.get("input_size", [])), number(m.get("accuracy")),
+            number((m.get("morf") or {}).get("aopc")), number((m.get("lerf") or {}).get("aopc")),
+            number(m.get("selectivity")), number(context.get(name, {}).get("all")),
         ]
-        cells += [_number(m.get("regions", {}).get(r, {}).get("all")) for r in regions]
-        rows.append("<tr>" + "".join(f"<td{' class=num' if i > 1 else ''}>{c}</td>" for i, c in enumerate(cells)) + "</tr>")
-    parts.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>" + "".join(rows) + "</table>")
-    descriptions = "".join(f"<li><b>{escape(n)}</b>: {escape(str(m.get('description', '')))}</li>" for n, m in models.items())
+        cells += [number(m.get("regions", {}).get(r, {}).get("all")) for r in regions]
+        rows.append("<tr>" + "".join(td(c, num=i > 1) for i, c in enumerate(cells)) + "</tr>")
+    parts.append(table(header, rows))
+    descriptions = "".join(f"<li><b>{escape(n)}</b>: {escape(m.get('description', ''))}</li>" for n, m in models.items())
     parts.append(f'<ul class="meta">{descriptions}</ul>')
 
     pairs = data.get("pairs", {})
     if pairs:
-        pair_rows = "".join(f"<tr><td>{escape(p)}</td><td class=num>{_number(v.get('agreement'))}</td></tr>" for p, v in pairs.items())
-        parts.append("<h2>agreement of predictions</h2><table><tr><th>pair</th><th>same prediction</th></tr>" + pair_rows + "</table>")
+        pair_rows = [f"<tr>{td(escape(p))}{td(number(v.get('agreement')), num=True)}</tr>" for p, v in pairs.items()]
+        parts.append("<h2>agreement of predictions</h2>" + table(["pair", "same prediction"], pair_rows))
     if pictures.get("curves"):
         parts.append("<h2>faithfulness: region perturbation</h2>")
-        parts.append(f'<img class="plot" src="{_link(pictures["curves"])}" alt="MoRF and LeRF curves of every model">')
+        parts.append(image(pictures["curves"], "MoRF and LeRF curves of every model", css="plot"))
     if pictures.get("bars"):
         parts.append("<h2>per class</h2>")
-        parts.append(f'<img class="plot" src="{_link(pictures["bars"])}" alt="accuracy, context use and strategies per class">')
+        parts.append(image(pictures["bars"], "accuracy, context use and strategies per class", css="plot"))
 
     correlation = data.get("context_accuracy_correlation", {}).get("outside_share")
     if correlation:
@@ -202,48 +169,44 @@ def render_page(data: Mapping[str, Any], samples: list[dict[str, Any]], pictures
         for key, label in (("across_models", "across models"), ("across_model_classes", "across (model, class) pairs")):
             entry = correlation.get(key, {})
             cells.append(
-                f"<tr><td>{label}</td><td class=num>{entry.get('points')}</td><td class=num>{_number(entry.get('pearson'))}</td>"
-                f"<td class=num>{_number(entry.get('spearman'))}</td><td>{escape(str(entry.get('note', '')))}</td></tr>"
+                f"<tr>{td(label)}{td(number(entry.get('points')), num=True)}{td(number(entry.get('pearson')), num=True)}"
+                f"{td(number(entry.get('spearman')), num=True)}{td(escape(entry.get('note', '')))}</tr>"
             )
-        parts.append("<h2>context use vs accuracy</h2><table><tr><th></th><th>points</th><th>Pearson r</th>"
-                     "<th>Spearman &rho;</th><th></th></tr>" + "".join(cells) + "</table>")
+        parts.append("<h2>context use vs accuracy</h2>" + table(["", "points", "Pearson r", "Spearman &rho;", ""], cells))
 
     groups = sorted({g for m in models.values() for g in m.get("strategies", {})})
     if groups:
         parts.append("<h2>SpRAy strategies per class</h2>")
-        head = "".join(f"<th>{escape(n)}</th>" for n in names)
-        body = "".join(
-            f"<tr><td>{escape(g)}</td>" + "".join(
-                f"<td class=num>{_number(models[n].get('strategies', {}).get(g, {}).get('n_strategies'))}</td>" for n in names
+        body = [
+            f"<tr>{td(escape(g))}" + "".join(
+                td(number(models[n].get("strategies", {}).get(g, {}).get("n_strategies")), num=True) for n in names
             ) + "</tr>"
             for g in groups
-        )
-        parts.append(f"<table><tr><th>class</th>{head}</tr>{body}</table>")
+        ]
+        parts.append(table(["class"] + [escape(n) for n in names], body))
         for pair, entry in pairs.items():
             tables = []
-            for group, table in entry.get("strategies", {}).items():
+            for group, counts in entry.get("strategies", {}).items():
                 a, b = pair.split(" vs ", 1)
-                cols = "".join(f"<th>{escape(b)} {c}</th>" for c in table["cols"])
-                body = "".join(
-                    f"<tr><th>{escape(a)} {r}</th>" + "".join(f"<td class=num>{v}</td>" for v in row) + "</tr>"
-                    for r, row in zip(table["rows"], table["counts"])
-                )
-                tables.append(f"<table><caption>{escape(group)}: ARI {_number(table['adjusted_rand_index'], 3)}</caption>"
-                              f"<tr><th></th>{cols}</tr>{body}</table>")
+                body = [
+                    f"<tr><th>{escape(a)} {r}</th>" + "".join(td(str(v), num=True) for v in row) + "</tr>"
+                    for r, row in zip(counts["rows"], counts["counts"])
+                ]
+                tables.append(table([""] + [f"{escape(b)} {c}" for c in counts["cols"]], body,
+                                    caption=f"{escape(group)}: ARI {number(counts['adjusted_rand_index'], 3)}"))
             if tables:
-                parts.append(f"<h3>clusters of {escape(pair)}</h3><div class=tables>{''.join(tables)}</div>")
+                parts.append(f'<h3>clusters of {escape(pair)}</h3><div class="tables">{"".join(tables)}</div>')
 
     if samples:
-        parts.append("<h2>heatmaps side by side</h2><div class=samples>")
+        parts.append('<h2>heatmaps side by side</h2><div class="samples">')
         for entry in samples:
-            predicted = ", ".join(f"{escape(n)}: {escape(str(p))}" for n, p in entry["predictions"].items())
+            predicted = ", ".join(f"{escape(n)}: {escape(p)}" for n, p in entry["predictions"].items())
             facts = [escape(entry["path"])]
             if entry.get("label") is not None:
                 facts.append(f"label {escape(entry['label'])}")
             if entry.get("tagged"):
                 facts.append("tagged")
             parts.append(f'<p class="meta">#{entry["position"]} {" &middot; ".join(facts)} &middot; predicted {predicted}</p>')
-            parts.append(f'<img src="{_link(entry["png"])}" alt="sample {entry["position"]}: input and the heatmap of every model">')
+            parts.append(image(entry["png"], f"sample {entry['position']}: input and the heatmap of every model"))
         parts.append("</div>")
-    parts.append("</body>\n</html>\n")
-    return "\n".join(parts)
+    return page(f"unmask compare: {title}", parts, css=_CSS)

@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..evaluate.localisation import box_mask
+
 __all__ = ["ContextResult", "context_use"]
 
 SIGNS = ("positive", "absolute", "signed")
@@ -103,18 +105,6 @@ class ContextResult:
         return out
 
 
-def _masks_from_boxes(boxes: np.ndarray, height: int, width: int, frame: tuple[int, int] | None) -> np.ndarray:
-    """Boolean masks (N, H, W) from boxes x0, y0, x1, y1 given in ``frame`` (H, W) pixels (default: the heatmap's)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    fh, fw = frame if frame is not None else (height, width)
-    sx, sy = width / fw, height / fh
-    ys = (np.arange(height) + 0.5)[None, :, None]
-    xs = (np.arange(width) + 0.5)[None, None, :]
-    x0, y0, x1, y1 = (boxes[:, i, None, None] for i in range(4))
-    inside = (xs >= x0 * sx) & (xs < x1 * sx) & (ys >= y0 * sy) & (ys < y1 * sy)
-    return inside & ~np.isnan(boxes).any(1)[:, None, None]
-
-
 def _resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
     import torch
 
@@ -188,7 +178,7 @@ def context_use(
             elif masks is not None:
                 inside_mask = _resize_masks(np.asarray(masks)[done : done + count], height, width)
             else:
-                inside_mask = _masks_from_boxes(boxes[done : done + count], height, width, frame)
+                inside_mask = box_mask(boxes[done : done + count], (height, width), frame=frame).numpy()
             i, o, a = _split(maps, inside_mask, sign)
             ins.append(i)
             outs.append(o)
@@ -222,7 +212,7 @@ def context_use(
         boxes = boxes.detach().cpu().numpy() if isinstance(boxes, torch.Tensor) else np.asarray(boxes, dtype=np.float64)
         if boxes.shape != (n, 4):
             raise ValueError(f"boxes must be shaped (N, 4) = ({n}, 4) as x0, y0, x1, y1, got {boxes.shape}")
-        inside_mask = _masks_from_boxes(boxes[pick], height, width, frame)
+        inside_mask = box_mask(boxes[pick], (height, width), frame=frame).numpy()
     labels_array = np.zeros(n, dtype=np.int64) if labels is None else np.asarray(labels).reshape(-1)
     if len(labels_array) != n:
         raise ValueError(f"labels has {len(labels_array)} entries for {n} heatmaps")

@@ -5,13 +5,9 @@ installed (``pip install unmask[viz]``) and as plain HTML bars otherwise.
 """
 from __future__ import annotations
 
-import io
-import math
 import os
-from html import escape
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -19,15 +15,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data.concepts import ConceptDataset
-from .._io import write_bytes, write_png, write_text
+from .._io import write_bytes, write_json, write_png
+from .._utils.deprecation import renamed
+from ..report.page import escape, figure_png, image, number, page, percent, write_page
 from .dissect import AxisAlignmentResult, DissectionResult, RobustnessResult
 
 __all__ = ["bar_chart", "render_page", "unit_strip", "write_report"]
 
 #: Colour of the outline of the unit's region and of its concept's label mask.
-UNIT_COLOUR = (255, 210, 0)
-LABEL_COLOUR = (0, 220, 255)
-CATEGORY_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+UNIT_COLOR = (255, 210, 0)
+LABEL_COLOR = (0, 220, 255)
+CATEGORY_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -53,10 +51,10 @@ def unit_tile(
         image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
     array = np.array(image)
     big_region = np.array(Image.fromarray(region.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)) > 0
-    array[_outline(big_region)] = UNIT_COLOUR
+    array[_outline(big_region)] = UNIT_COLOR
     if label_mask is not None and label_mask.any():
         big_label = np.array(Image.fromarray(label_mask.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)) > 0
-        array[_outline(big_label)] = LABEL_COLOUR
+        array[_outline(big_label)] = LABEL_COLOR
     return Image.fromarray(array)
 
 
@@ -84,9 +82,9 @@ def unit_strip(result: DissectionResult, dataset: ConceptDataset, unit: int, cou
 
 
 def _label_number(dataset: ConceptDataset, label: str, category: str) -> int | None:
-    for number, (name, cat) in enumerate(zip(dataset.labels, dataset.label_category)):
+    for position, (name, cat) in enumerate(zip(dataset.labels, dataset.label_category)):
         if name == label and cat == category:
-            return number
+            return position
     return None
 
 
@@ -106,7 +104,7 @@ def bar_chart(results: Sequence[DissectionResult], path: str | os.PathLike[str])
     x = np.arange(len(layers))
     for k, category in enumerate(categories):
         values = [r.unique_detectors.get(category, 0) for r in results]
-        bars = axis.bar(x + (k - (len(categories) - 1) / 2) * width, values, width, label=category, color=CATEGORY_COLOURS[k % len(CATEGORY_COLOURS)])
+        bars = axis.bar(x + (k - (len(categories) - 1) / 2) * width, values, width, label=category, color=CATEGORY_COLORS[k % len(CATEGORY_COLORS)])
         axis.bar_label(bars, fontsize=7)
     axis.set_xticks(x, layers, rotation=20 if len(layers) > 4 else 0, fontsize=8)
     axis.set_ylabel("unique detectors")
@@ -114,10 +112,9 @@ def bar_chart(results: Sequence[DissectionResult], path: str | os.PathLike[str])
     axis.legend(fontsize=8, frameon=False)
     axis.spines[["top", "right"]].set_visible(False)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    png = figure_png(figure)
     plt.close(figure)
-    return write_bytes(path, buffer.getvalue())
+    return write_bytes(path, png)
 
 
 def _html_bars(results: Sequence[DissectionResult]) -> str:
@@ -128,39 +125,21 @@ def _html_bars(results: Sequence[DissectionResult]) -> str:
     for r in results:
         bars = "".join(
             f'<div class="bar" title="{escape(c)}: {r.unique_detectors.get(c, 0)}" style="width:{180 * r.unique_detectors.get(c, 0) / top:.0f}px;'
-            f'background:{CATEGORY_COLOURS[k % len(CATEGORY_COLOURS)]}">{r.unique_detectors.get(c, 0)}</div>'
+            f'background:{CATEGORY_COLORS[k % len(CATEGORY_COLORS)]}">{r.unique_detectors.get(c, 0)}</div>'
             for k, c in enumerate(categories)
         )
         rows.append(f"<tr><td>{escape(r.layer)}</td><td>{bars}</td></tr>")
-    legend = " ".join(f'<span style="color:{CATEGORY_COLOURS[k % len(CATEGORY_COLOURS)]}">&#9632; {escape(c)}</span>' for k, c in enumerate(categories))
+    legend = " ".join(f'<span style="color:{CATEGORY_COLORS[k % len(CATEGORY_COLORS)]}">&#9632; {escape(c)}</span>' for k, c in enumerate(categories))
     return f'<table class="bars"><caption>unique detectors per category &middot; {legend}</caption>{"".join(rows)}</table>'
 
 
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem auto; max-width: 1280px; padding: 0 1rem; color: #222; }
-h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; } h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
-.meta { color: #555; margin-top: 0; }
-table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0 1rem; }
-th, td { text-align: left; padding: .2rem .6rem; border-bottom: 1px solid #eee; vertical-align: middle; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+_CSS = """
+h2 { margin-top: 2rem; }
 tr.detector td { font-weight: 600; }
 .bar { display: block; height: 1rem; margin: 1px 0; color: white; font-size: .7rem; padding-left: 3px; min-width: 1.2rem; }
 img.strip { display: block; max-width: 100%; height: auto; }
 .legend span { margin-right: 1rem; }
-nav a { margin-right: .8rem; }
 """
-
-
-def _link(path: str) -> str:
-    return escape(quote(path, safe="/"), quote=True)
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "&ndash;"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return escape(str(value))
 
 
 def render_page(
@@ -174,9 +153,6 @@ def render_page(
     """The report page; ``strips[layer][unit]`` are relative paths of unit pictures, ``chart`` the bar chart's."""
     categories = list(dict.fromkeys(c for r in results for c in r.categories))
     parts = [
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>unmask dissect: {escape(str(meta.get('model', '')))}</title>\n"
-        f"<style>{_STYLE}</style>\n</head>\n<body>",
         f"<h1>Network dissection: {escape(str(meta.get('model', '')))}</h1>",
         f'<p class="meta">{escape(str(meta.get("description", "")))}</p>',
         f'<p class="meta">concepts: {escape(str(meta.get("concepts", "")))} &middot; quantile {meta.get("quantile")} &middot; '
@@ -197,7 +173,7 @@ def render_page(
         f"<table><tr><th>layer</th><th>units</th><th>map</th><th>detectors</th>{head}<th>unique (all)</th></tr>{rows}</table>"
         "<p class=meta>columns per category: unique detectors, the number of distinct concepts some unit detects (IoU above the threshold).</p>"
     )
-    parts.append(f'<img src="{_link(chart)}" alt="bar chart of unique detectors per category and layer">' if chart else _html_bars(results))
+    parts.append(image(chart, "bar chart of unique detectors per category and layer") if chart else _html_bars(results))
 
     if axis:
         keys = list(axis[0].counts)
@@ -220,7 +196,7 @@ def render_page(
             rows = f"<tr><td>original</td><td class=num>{sum(rob.baseline.unique_detectors.values())}</td><td class=num>{len(rob.baseline.detectors)}</td><td></td></tr>"
             rows += "".join(
                 f"<tr><td>{escape(name)}</td><td class=num>{sum(r.unique_detectors.values())}</td><td class=num>{len(r.detectors)}</td>"
-                f"<td class=num>{_fmt(kept[name] * 100 if math.isfinite(kept[name]) else None, 0)}%</td></tr>"
+                f"<td class=num>{percent(kept[name], 0)}</td></tr>"
                 for name, r in rob.perturbed.items()
             )
             parts.append(f"<h3>{escape(rob.layer)}</h3><table><tr><th>images</th><th>unique detectors</th><th>detector units</th><th>kept</th></tr>{rows}</table>")
@@ -234,14 +210,13 @@ def render_page(
         rows = []
         for unit in r.top(max(len(shown), 20)):
             css = ' class="detector"' if unit.is_detector else ""
-            picture = f'<img class="strip" src="{_link(shown[unit.unit])}" alt="unit {unit.unit}: top images">' if unit.unit in shown else ""
+            picture = image(shown[unit.unit], f"unit {unit.unit}: top images", css="strip") if unit.unit in shown else ""
             rows.append(
                 f"<tr{css}><td class=num>{unit.unit}</td><td>{escape(unit.label)}</td><td>{escape(unit.category)}</td>"
-                f"<td class=num>{_fmt(unit.iou)}</td><td>{picture}</td></tr>"
+                f"<td class=num>{number(unit.iou, 3, 'f')}</td><td>{picture}</td></tr>"
             )
         parts.append("<table><tr><th>unit</th><th>concept</th><th>category</th><th>IoU</th><th>top images</th></tr>" + "".join(rows) + "</table>")
-    parts.append("</body>\n</html>\n")
-    return "\n".join(parts)
+    return page(f"unmask dissect: {meta.get('model', '')}", parts, css=_CSS)
 
 
 def _anchor(layer: str) -> str:
@@ -266,11 +241,9 @@ def write_report(
 ) -> Path:
     """Write ``out``/dissect.json (``data``), the bar chart, one picture per shown unit
     (``out/<layer>/unit_0007.png``: the best ``units_shown`` units by IoU) and ``out/index.html``."""
-    import json
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "dissect.json", json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_json(out / "dissect.json", data)
     chart = bar_chart(results, out / "detectors.png")
     strips: dict[str, dict[int, str]] = {}
     for r in results:
@@ -284,5 +257,9 @@ def write_report(
             strips[r.layer][unit.unit] = relative
             if progress is not None:
                 progress.update(1)
-    page = render_page(results, meta, strips, "detectors.png" if chart else None, axis, robustness)
-    return write_text(out / "index.html", page)
+    return write_page(out, render_page(results, meta, strips, "detectors.png" if chart else None, axis, robustness))
+
+
+__getattr__ = renamed(
+    __name__, {"UNIT_COLOUR": "UNIT_COLOR", "LABEL_COLOUR": "LABEL_COLOR", "CATEGORY_COLOURS": "CATEGORY_COLORS"}, globals()
+)

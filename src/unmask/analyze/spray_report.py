@@ -8,34 +8,31 @@ Plots use matplotlib (imported only here, with the Agg backend); pictures are wr
 """
 from __future__ import annotations
 
-import html
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from .._io import write_bytes, write_png
+from ..report.page import escape, figure_png, image as img, number, page, percent, table, td, write_page
+
 __all__ = ["write_report"]
 
 _CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 24px auto; max-width: 1180px; color: #222; padding: 0 16px; }
-h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 19px; margin-top: 30px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
-h3 { font-size: 16px; margin: 14px 0 6px; }
-.meta { color: #555; font-size: 14px; line-height: 1.6; }
-.facts { display: flex; flex-wrap: wrap; gap: 10px; margin: 14px 0; }
-.fact { background: #f4f6f8; border-radius: 8px; padding: 8px 14px; min-width: 120px; }
-.fact b { display: block; font-size: 20px; } .fact span { font-size: 12px; color: #555; }
-.plots { display: flex; flex-wrap: wrap; gap: 16px; } .plots img { max-width: 100%; border: 1px solid #eee; }
-table { border-collapse: collapse; font-size: 14px; margin: 8px 0; }
-th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; } th { background: #f4f6f8; } td.l, th.l { text-align: left; }
-.cluster { border: 1px solid #ddd; border-radius: 8px; padding: 10px 14px; margin: 12px 0; }
-.cluster .row { display: flex; gap: 14px; align-items: flex-start; flex-wrap: wrap; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+.facts { display: flex; flex-wrap: wrap; gap: .6rem; margin: .9rem 0; }
+.fact { background: #f4f6f8; border-radius: 8px; padding: .5rem .9rem; min-width: 120px; }
+.fact b { display: block; font-size: 1.25rem; } .fact span { font-size: .75rem; color: #555; }
+.plots { display: flex; flex-wrap: wrap; gap: 1rem; }
+.cluster { border: 1px solid #ddd; border-radius: 8px; padding: .6rem .9rem; margin: .8rem 0; }
+.cluster h3 { margin-top: .3rem; }
+.cluster .row { display: flex; gap: .9rem; align-items: flex-start; flex-wrap: wrap; }
 .tiles { display: flex; flex-wrap: wrap; gap: 6px; }
-.tile { text-align: center; font-size: 11px; color: #555; } .tile img { display: block; image-rendering: pixelated; border: 1px solid #eee; }
+.tile { text-align: center; font-size: .7rem; color: #555; } .tile img { display: block; image-rendering: pixelated; border: 1px solid #eee; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: middle; }
-.note { font-size: 13px; color: #666; }
+p.explain { font-size: .85rem; color: #666; }
 """
 
 _PALETTE = [
@@ -59,16 +56,7 @@ def _colour(label: int) -> str:
 
 
 def _number(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    value = float(value)
-    if not math.isfinite(value):
-        return "∞" if value > 0 else "–"
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-        return f"{value:.{digits}e}"
-    return f"{value:.{digits}f}"
+    return number(value, digits, "auto")
 
 
 def _pyplot() -> Any:
@@ -81,12 +69,7 @@ def _pyplot() -> Any:
 
 
 def _save_figure(figure: Any, path: Path) -> None:
-    from ..report import write_bytes
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    write_bytes(path, buffer.getvalue())
+    write_bytes(path, figure_png(figure, dpi=110, tight=True))
 
 
 def _eigen_plot(result: Any, path: Path) -> None:
@@ -135,7 +118,7 @@ def _embedding_plot(result: Any, path: Path, truth: np.ndarray | None, truth_nam
 
 
 def _tile(path: str, caption: str, width: int) -> str:
-    return f'<div class="tile"><img src="{html.escape(path)}" width="{width}" alt="{html.escape(caption)}">{html.escape(caption)}</div>'
+    return f'<div class="tile">{img(path, caption, width=width)}{escape(caption)}</div>'
 
 
 def write_report(
@@ -162,7 +145,6 @@ def write_report(
     only heatmaps are shown); ``truth``: ground-truth groups per analysed sample (``scores`` the numbers
     measured against it); ``verification`` and ``context``: JSON-like dicts shown as tables.
     """
-    from ..report import write_png, write_text
     from ..viz import heatmap as heatmap_image
     from ..viz import overlay
 
@@ -174,11 +156,9 @@ def write_report(
         _embedding_plot(result, pictures / "embedding.png", truth, truth_name)
 
     parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<div class='meta'>{html.escape(subtitle)}</div>",
-        "<div class='facts'>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="meta">{escape(subtitle)}</p>',
+        '<div class="facts">',
     ]
     c = result.n_clusters
     gap = result.eigenvalues[c] - result.eigenvalues[c - 1] if 1 <= c < len(result.eigenvalues) else None
@@ -194,44 +174,43 @@ def write_report(
         if scores.get("best_cluster") is not None:
             facts.append((f"{_number(scores['recall'], 2)} / {_number(scores['precision'], 2)}", f"recall / precision of cluster {scores['best_cluster']}"))
     for value, label in facts:
-        parts.append(f"<div class='fact'><b>{html.escape(value)}</b><span>{html.escape(label)}</span></div>")
+        parts.append(f'<div class="fact"><b>{value}</b><span>{escape(label)}</span></div>')
     parts.append("</div>")
 
-    parts.append("<h2>Spectrum and embedding</h2><div class='plots'>")
-    parts.append("<img src='img/eigenvalues.png' alt='eigenvalues'>")
+    parts.append('<h2>Spectrum and embedding</h2><div class="plots">')
+    parts.append(img("img/eigenvalues.png", "eigenvalues", css="plot"))
     if result.embedding is not None:
-        parts.append("<img src='img/embedding.png' alt='embedding'>")
+        parts.append(img("img/embedding.png", "embedding", css="plot"))
     parts.append("</div>")
     eig = ", ".join(_number(v, 4) for v in result.eigenvalues[: min(12, len(result.eigenvalues))])
-    parts.append(f"<p class='note'>Smallest eigenvalues: {eig}. Settings: {html.escape(json.dumps(result.settings))}.</p>")
+    parts.append(f'<p class="explain">Smallest eigenvalues: {eig}. Settings: {escape(json.dumps(result.settings))}.</p>')
 
     if verification:
         parts.append("<h2>Verification of the shortcut</h2>")
         name = verification.get("class_name", verification.get("class"))
         parts.append(
-            "<p class='note'>As in Lapuschkin et al. (2019): the same images with the artefact removed, and images "
-            f"of other classes with the artefact pasted in. Scores are those of class <b>{html.escape(str(name))}</b>.</p>"
+            '<p class="explain">As in Lapuschkin et al. (2019): the same images with the artefact removed, and images '
+            f"of other classes with the artefact pasted in. Scores are those of class <b>{escape(name)}</b>.</p>"
         )
-        parts.append("<table><tr><th class='l'>experiment</th><th>images</th><th>logit before</th><th>logit after</th><th>change</th>"
-                     "<th>probability before</th><th>probability after</th><th>predicted as class before</th><th>after</th></tr>")
+        rows = []
         for key, label in (("removal", "artefact removed from the images that have it"), ("pasting", "artefact pasted into other classes' images")):
             row = verification.get(key)
             if not row:
                 continue
-            parts.append(
-                f"<tr><td class='l'>{label}</td><td>{row['images']}</td><td>{_number(row['logit_before'], 2)}</td><td>{_number(row['logit_after'], 2)}</td>"
-                f"<td><b>{_number(row['logit_change'], 2)}</b></td><td>{_number(row['probability_before'])}</td><td>{_number(row['probability_after'])}</td>"
-                f"<td>{_number(row['predicted_as_class_before'])}</td><td>{_number(row['predicted_as_class_after'])}</td></tr>"
-            )
-        parts.append("</table>")
+            cells = [_number(row["logit_before"], 2), _number(row["logit_after"], 2), f"<b>{_number(row['logit_change'], 2)}</b>",
+                     _number(row["probability_before"]), _number(row["probability_after"]),
+                     _number(row["predicted_as_class_before"]), _number(row["predicted_as_class_after"])]
+            rows.append(f"<tr>{td(label)}{td(_number(row['images']), num=True)}" + "".join(td(v, num=True) for v in cells) + "</tr>")
+        parts.append(table(["experiment", "images", "logit before", "logit after", "change", "probability before",
+                            "probability after", "predicted as class before", "after"], rows))
 
     parts.append("<h2>Clusters</h2>")
     rows_by_cluster = (context or {}).get("per_cluster", {})
     for cluster in result.clusters:
         members = np.flatnonzero(result.labels == cluster.label)
         label_name = "noise" if cluster.label < 0 else f"cluster {cluster.label}"
-        parts.append(f"<div class='cluster'><h3><span class='swatch' style='background:{_colour(cluster.label)}'></span>{label_name}: "
-                     f"{cluster.size} samples ({cluster.fraction:.1%})</h3>")
+        parts.append(f'<div class="cluster"><h3><span class="swatch" style="background:{_colour(cluster.label)}"></span>{label_name}: '
+                     f"{cluster.size} samples ({percent(cluster.fraction)})</h3>")
         notes = []
         if truth is not None:
             values, counts = np.unique(truth[members], return_counts=True)
@@ -240,12 +219,12 @@ def write_report(
         if ctx and ctx.get("outside_share") is not None:
             notes.append(f"relevance outside the object: {ctx['outside_share']:.0%}")
         if notes:
-            parts.append(f"<div class='note'>{html.escape('; '.join(notes))}</div>")
-        parts.append("<div class='row'>")
+            parts.append(f'<p class="explain">{escape("; ".join(notes))}</p>')
+        parts.append('<div class="row">')
         mean_name = f"img/cluster{cluster.label}_mean.png"
         write_png(out / mean_name, heatmap_image(cluster.mean_heatmap, size=tile_size + 32))
         parts.append(_tile(mean_name, "mean heatmap (pooled)", tile_size + 32))
-        parts.append("<div class='tiles'>")
+        parts.append('<div class="tiles">')
         shown = cluster.nearest[:samples_per_cluster]
         maps = _sample_heatmaps(store, heatmaps, result, shown)
         plain = []
@@ -258,7 +237,7 @@ def write_report(
                 picture = picture.resize((picture.size[0] * scale, picture.size[1] * scale), resample=0)
                 plain_name = f"img/cluster{cluster.label}_{index}_image.png"
                 write_png(out / plain_name, picture)
-                plain.append(f"<div class='tile'><img src='{plain_name}' width='{tile_size}'>image #{index}</div>")
+                plain.append(_tile(plain_name, f"image #{index}", tile_size))
             if maps is not None and picture is not None:
                 write_png(out / name, overlay(picture, maps[j]))
             elif maps is not None:
@@ -268,28 +247,25 @@ def write_report(
             parts.append(_tile(name, f"#{index}", tile_size))
         parts.append("</div></div>")
         if plain:
-            parts.append("<div class='tiles' style='margin-top:6px'>" + "".join(plain) + "</div>")
+            parts.append('<div class="tiles" style="margin-top:6px">' + "".join(plain) + "</div>")
         parts.append("</div>")
 
     if context and context.get("per_class"):
         parts.append("<h2>Context use</h2>")
         parts.append(
-            "<p class='note'>Positive relevance inside vs outside each sample's object (box or mask), as in Lapuschkin et al. (CVPR 2016): "
+            '<p class="explain">Positive relevance inside vs outside each sample\'s object (box or mask), as in Lapuschkin et al. (CVPR 2016): '
             "importance of context = relevance outside / relevance inside. The density ratio compares relevance per pixel.</p>"
         )
-        parts.append("<table><tr><th class='l'>group</th><th>samples</th><th>inside</th><th>outside</th><th>context (out / in)</th>"
-                     "<th>outside share</th><th>density ratio (median)</th><th>object area</th></tr>")
-        for title_key, rows in (("class", context.get("per_class", {})), ("cluster", context.get("per_cluster", {}))):
-            for key, row in rows.items():
-                name = row.get("name", f"{title_key} {key}")
-                parts.append(
-                    f"<tr><td class='l'>{html.escape(str(name))}</td><td>{row['samples']}</td><td>{_number(row['inside'], 2)}</td>"
-                    f"<td>{_number(row['outside'], 2)}</td><td>{_number(row['context'], 2)}</td><td>{_number(row['outside_share'], 2)}</td>"
-                    f"<td>{_number(row['density_ratio_median'], 2)}</td><td>{_number(row['area'], 2)}</td></tr>"
-                )
-        parts.append("</table>")
-    parts.append("<p class='note'>Written by unmask spray. Data: spray.json beside this page.</p></body></html>")
-    return write_text(out / "index.html", "\n".join(parts))
+        rows = []
+        for title_key, groups in (("class", context.get("per_class", {})), ("cluster", context.get("per_cluster", {}))):
+            for key, row in groups.items():
+                cells = [_number(row["samples"])] + [_number(row[k], 2) for k in
+                                                     ("inside", "outside", "context", "outside_share", "density_ratio_median", "area")]
+                rows.append(f"<tr>{td(escape(row.get('name', f'{title_key} {key}')))}" + "".join(td(v, num=True) for v in cells) + "</tr>")
+        parts.append(table(["group", "samples", "inside", "outside", "context (out / in)", "outside share",
+                            "density ratio (median)", "object area"], rows))
+    parts.append('<p class="explain">Written by unmask spray. Data: spray.json beside this page.</p>')
+    return write_page(out, page(title, parts, css=_CSS))
 
 
 def _sample_heatmaps(store: Any, heatmaps: np.ndarray | None, result: Any, positions: np.ndarray) -> np.ndarray | None:

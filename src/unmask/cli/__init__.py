@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_command(commands: Any, name: str) -> None:
-    module_name = f"unmask.cli.{name}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name == module_name:
-            return
-        raise
+    module = importlib.import_module(f"unmask.cli.{name}")
     doc = (module.__doc__ or "").strip()
     summary = doc.split("\n", 1)[0]
     summary = summary.split(": ", 1)[1] if ": " in summary else summary

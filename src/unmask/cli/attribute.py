@@ -32,23 +32,23 @@ from ._params import one_method_params
 DEFAULT_METHOD = "lrp.epsilon_plus_flat"
 
 
+DESCRIPTION = """\
+Explain every sample of a data set and write relevance, predictions, target logits, labels and paths
+to a chunked HDF5 store that survives being killed and resumes where it stopped."""
+
+EPILOG = """\
+data:
+  FOLDER                 class sub-folders of images (like torchvision's ImageFolder), or images at the top
+  LIST.txt / LIST.csv    a file list: 'PATH [LABEL]' lines, or a CSV with path, label, x0, y0, x1, y1
+  cleverhans[:SPLIT[:N]] unmask's shapes with a planted tag (split test, train or val; N samples)
+
+relevance kept per sample: sum (over channels, H x W; default), full (C x H x W), pooled (P x P).
+
+exit codes: 0 done; 1 the explanation failed; 2 usage error; 130 interrupted (start again to resume)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``unmask attribute`` to ``parser``."""
-    parser.description = (
-        "Explain every sample of a data set and write relevance, predictions, target logits, labels and "
-        "paths to a chunked HDF5 store that survives being killed and resumes where it stopped."
-    )
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = (
-        "data:\n"
-        "  FOLDER                 class sub-folders of images (like torchvision's ImageFolder), or images at the top\n"
-        "  LIST.txt / LIST.csv    a file list: 'PATH [LABEL]' lines, or a CSV with path, label, x0, y0, x1, y1\n"
-        "  cleverhans[:SPLIT[:N]] unmask's shapes with a planted tag (split test, train or val; N samples)\n\n"
-        "relevance kept per sample: sum (over channels, H x W; default), full (C x H x W), pooled (P x P).\n\n"
-        "exit codes: 0 done; 1 the explanation failed; 2 usage error; 130 interrupted (start again to resume)."
-    )
     parser.add_argument("data", nargs="*", metavar="DATA", help="folder, file list or cleverhans[:split[:n]]; with --merge: the stores to merge")
     parser.add_argument("--out", "-o", required=True, metavar="STORE", help="the store folder (created, or resumed if it exists); with --merge: the merged .h5 file")
     add_model_options(parser, None, "cleverhans for the cleverhans data, else efficientnet-lite0")

@@ -23,15 +23,18 @@ from ._args import error as _error
 DEFAULT_METHOD = "lrp.epsilon_plus_flat"
 
 
+EPILOG = """\
+models: NAME=SPEC, where SPEC is a zoo name, module:function, a TorchScript file, or
+FILE.pt:module:function
+  (a state dict and the function building its network); every model keeps its own preprocessing.
+data: FOLDER (class sub-folders), LIST.txt / LIST.csv (path, label, x0, y0, x1, y1), a Pascal-VOC folder
+  (Annotations/*.xml beside JPEGImages/), or cleverhans[:SPLIT[:N]].
+
+exit codes: 0 done; 1 the comparison failed; 2 usage error."""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``unmask compare`` to ``parser``."""
-    parser.epilog = (
-        "models: NAME=SPEC, where SPEC is a zoo name, module:function, a TorchScript file, or FILE.pt:module:function\n"
-        "  (a state dict and the function building its network); every model keeps its own preprocessing.\n"
-        "data: FOLDER (class sub-folders), LIST.txt / LIST.csv (path, label, x0, y0, x1, y1), a Pascal-VOC folder\n"
-        "  (Annotations/*.xml beside JPEGImages/), or cleverhans[:SPLIT[:N]].\n\n"
-        "exit codes: 0 done; 1 the comparison failed; 2 usage error."
-    )
     parser.add_argument("data", metavar="DATA", help="folder, file list, VOC folder or cleverhans[:split[:n]]")
     parser.add_argument("--model", dest="models", action="append", required=True, metavar="NAME=SPEC",
                         help="a model to compare (repeat for each); NAME labels it in the report")

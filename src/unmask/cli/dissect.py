@@ -29,22 +29,26 @@ DEFAULT_LAYERS = {
 DEFAULT_IMAGES = 500
 
 
+DESCRIPTION = """Network dissection (Bau et al. 2017): for every unit of a layer, the concept its strongest
+activations overlap best (IoU), and per layer the number of unique detectors per concept category.
+
+""" + __doc__.split("\n", 1)[1].strip("\n")
+
+EPILOG = """\
+concepts:
+  generated                   unmask's own images of colours, textures and shapes (--images, --seed)
+  generated:n=200,seed=3      the same with parameters
+  FOLDER                      a Broden-format folder (index.csv, label.csv, images/)
+
+perturbations (Bau et al. 2017): noise:A adds A * U[0,1] on the 0..255 scale, rotate:D rotates by D
+degrees,
+shuffle:G rearranges G x G patches.
+
+exit codes: 0 done; 1 the dissection failed; 2 usage error."""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``unmask dissect`` to ``parser``."""
-    parser.description = parser.description or (
-        "Network dissection (Bau et al. 2017): for every unit of a layer, the concept its strongest activations "
-        "overlap best (IoU), and per layer the number of unique detectors per concept category."
-    )
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = parser.epilog or (
-        "concepts:\n"
-        "  generated                   unmask's own images of colours, textures and shapes (--images, --seed)\n"
-        "  generated:n=200,seed=3      the same with parameters\n"
-        "  FOLDER                      a Broden-format folder (index.csv, label.csv, images/)\n\n"
-        "perturbations (Bau et al. 2017): noise:A adds A * U[0,1] on the 0..255 scale, rotate:D rotates by D degrees,\n"
-        "shuffle:G rearranges G x G patches.\n\n"
-        "exit codes: 0 done; 1 the dissection failed; 2 usage error."
-    )
     add_model_options(parser)
     parser.add_argument("--layer", "-l", dest="layers", action="extend", nargs="+", metavar="NAME", help="module name(s) from model.named_modules() (default: a spread of layers for zoo models)")
     parser.add_argument("--concepts", "-c", default="generated", metavar="SPEC", help="'generated' (default), 'generated:n=...,seed=...' or a Broden-format folder")

@@ -39,15 +39,15 @@ DEFAULT_OUT = "out/evaluate"
 EXPLAIN_BATCH = 8
 
 
+EPILOG = """\
+metrics: morf, lerf (AOPC of region perturbation), selectivity (MoRF - LeRF), conservation (|sum R -
+logit| / |logit|), continuity (shifted inputs, costs 9 explanations per image), randomisation
+(Adebayo et al.: cascading over the top --randomisation-layers layers).
+exit codes: 0 done; 1 a method failed (the others are still evaluated); 2 usage error."""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``unmask evaluate`` to ``parser``."""
-    parser.epilog = (
-        "metrics: morf, lerf (AOPC of region perturbation), selectivity (MoRF - LeRF), conservation "
-        "(|sum R - logit| / |logit|), continuity (shifted inputs, costs 9 explanations per image), "
-        "randomisation (Adebayo et al.: cascading over the top --randomisation-layers layers).\n"
-        "exit codes: 0 done; 1 a method failed (the others are still evaluated); 2 usage error."
-    )
     parser.add_argument("inputs", nargs="*", metavar="IMAGE", help="image files or folders (default: scikit-image sample photos)")
     add_model_options(parser, DEFAULT_MODEL)
     parser.add_argument("--method", "-m", dest="methods", action="extend", nargs="+", metavar="METHOD", help=f"methods to evaluate (default: {', '.join(DEFAULT_METHODS)})")

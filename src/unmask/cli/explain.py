@@ -33,24 +33,23 @@ REPORT_FILES = ("results.json", "index.html")
 
 
 HELP = "heatmaps for images: PNG, .npy, results.json and index.html"
-DESCRIPTION = (
-    "Explain a model's decision on each image with one or more attribution methods. Writes\n"
-    "OUT/<image>/<method>.png (heatmap) and .npy (relevance, C x H x W), an overlay and a\n"
-    "comparison grid per image, OUT/results.json and OUT/index.html. Give images before\n"
-    "--method (or after --), since --method takes several names."
-)
-EPILOG = (
-    "model specs:\n"
-    "  efficientnet-lite0          a zoo model (unmask.zoo.names())\n"
-    "  package.module:function     a function returning an nn.Module (or a unmask.zoo.ZooModel)\n"
-    "  path/to/file.py:function    the same, from a file\n"
-    "  model.pt                    a TorchScript file (torch.jit.save)\n"
-    "  weights.pt --arch MOD:FN    a state dict, loaded with torch.load(weights_only=True)\n"
-    "Models that are not from the zoo get a 256 resize + centre crop to --image-size and the\n"
-    "ImageNet mean/std.\n\n"
-    "exit codes: 0 all explained; 1 an explanation failed; 2 usage error or an unusable input\n"
-    "(the other inputs are still processed; failures are listed in results.json)."
-)
+DESCRIPTION = """\
+Explain a model's decision on each image with one or more attribution methods. Writes
+OUT/<image>/<method>.png (heatmap) and .npy (relevance, C x H x W), an overlay and a
+comparison grid per image, OUT/results.json and OUT/index.html. Give images before
+--method (or after --), since --method takes several names."""
+EPILOG = """\
+model specs:
+  efficientnet-lite0          a zoo model (unmask.zoo.names())
+  package.module:function     a function returning an nn.Module (or a unmask.zoo.ZooModel)
+  path/to/file.py:function    the same, from a file
+  model.pt                    a TorchScript file (torch.jit.save)
+  weights.pt --arch MOD:FN    a state dict, loaded with torch.load(weights_only=True)
+Models that are not from the zoo get a 256 resize + centre crop to --image-size and the
+ImageNet mean/std.
+
+exit codes: 0 all explained; 1 an explanation failed; 2 usage error or an unusable input
+(the other inputs are still processed; failures are listed in results.json)."""
 
 
 def configure(explain: argparse.ArgumentParser) -> None:
@@ -191,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             "std": list(net.preprocessing.std),
         },
         "methods": method_names,
-        "params": {name: {k: _jsonable(v) for k, v in p.items()} for name, p in chosen_params.items()},
+        "params": {name: dict(p) for name, p in chosen_params.items()},
         "target": args.target if target_index is None else target_index,
         "device": str(torch_device),
         "images": [],
@@ -264,15 +263,15 @@ def run(args: argparse.Namespace) -> int:
             for row, (item, crop) in enumerate(zip(batch_items, crops)):
                 record = item.record
                 record["top5"] = [
-                    {"index": int(i), "name": net.class_name(int(i)), "probability": _finite(float(p))}
+                    {"index": int(i), "name": net.class_name(int(i)), "probability": float(p)}
                     for p, i in zip(top_p[row], top_i[row])
                 ]
                 t = int(targets[row])
                 record["target"] = {
                     "index": t,
                     "name": net.class_name(t),
-                    "logit": _finite(float(output[row, t])),
-                    "probability": _finite(float(probabilities[row, t])),
+                    "logit": float(output[row, t]),
+                    "probability": float(probabilities[row, t]),
                 }
                 viz.to_png(crop, out / item.name / "input.png")
                 if not bool(torch.isfinite(output[row]).all()):  # its prediction and explanation mean nothing
@@ -326,9 +325,9 @@ def run(args: argparse.Namespace) -> int:
                         "png": f"{item.name}/{name}.png",
                         "overlay": f"{item.name}/{name}.overlay.png",
                         "npy": f"{item.name}/{name}.npy",
-                        "relevance_sum": _finite(float(sums[row])),
-                        "explained_logit": None if explained is None else _finite(float(explained[row])),
-                        "conserved_share": None if shares is None else _finite(float(shares[row])),
+                        "relevance_sum": float(sums[row]),
+                        "explained_logit": None if explained is None else float(explained[row]),
+                        "conserved_share": None if shares is None else float(shares[row]),
                         "seconds": round(seconds, 4),
                     }
                 bar.update(len(batch_items))
@@ -358,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
         "methods": len(method_names),
         "seconds": round(seconds, 2),
     }
-    report.write_json(out / "results.json", results)
+    report.write_json(out / "results.json", results, default=repr)
     index = report.write_index(results, out)
     if stopped is not None:
         _note(f"{explained_images} finished image(s) written to {index} before the run stopped")
@@ -392,17 +391,3 @@ def conservation_lines(shares: dict[str, list[float]]) -> list[str]:
             line += f"; biases absorb the rest: -p {name}:zero_bias=True leaves them out of the rules"
         lines.append(line)
     return lines
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    if isinstance(value, float):
-        return _finite(value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return repr(value)
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None

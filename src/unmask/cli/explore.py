@@ -20,15 +20,17 @@ from ._args import EXIT_OK, UsageError, non_negative_int, output_folder
 HELP = "browse a store's heatmaps and SpRAy results in the browser"
 
 
+EPILOG = """\
+the page: the embedding of each SpRAy result (colour by cluster, label or prediction; drag to pan,
+wheel to zoom, lasso or rectangle to select), its eigenvalues with the eigengap, cluster and class
+buttons, every selected sample in a paged grid (input, heatmap, overlay), a second analysis side by
+side, the state in the URL, and the selection exported as CSV or JSON of data set indices.
+
+exit codes: 0 done (server stopped with Ctrl-C); 2 usage error."""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``unmask explore`` to ``parser``."""
-    parser.epilog = (
-        "the page: the embedding of each SpRAy result (colour by cluster, label or prediction; drag to pan,\n"
-        "wheel to zoom, lasso or rectangle to select), its eigenvalues with the eigengap, cluster and class\n"
-        "buttons, every selected sample in a paged grid (input, heatmap, overlay), a second analysis side by\n"
-        "side, the state in the URL, and the selection exported as CSV or JSON of data set indices.\n\n"
-        "exit codes: 0 done (server stopped with Ctrl-C); 2 usage error."
-    )
     parser.add_argument("store", metavar="STORE", help="a store written by 'unmask attribute' (folder or merged .h5)")
     parser.add_argument("results", nargs="*", metavar="SPRAY_RESULT",
                         help="folders written by 'unmask spray --out' (or their spray.json), or further stores to compare")

@@ -19,22 +19,24 @@ from ._run import run_command
 from ._args import check_device, output_folder
 
 
+DESCRIPTION = """Class prototypes by activation maximisation: optimise an input so that a class logit (or a unit,
+channel or direction of a layer) is as large as possible, with a Fourier or pixel parameterisation,
+random jitter/scale/rotation and optional L2, total-variation and blur regularisers.
+
+""" + __doc__.split("\n", 1)[1].strip("\n")
+
+EPILOG = """\
+targets:
+  100, goose                  a class index or name (logit:100 too)
+  channel:LAYER:C             mean of channel C of a layer
+  unit:LAYER:C[:Y:X]          one neuron (default: the centre position)
+  direction:LAYER:FILE.npy    a direction in the layer's channel space
+
+exit codes: 0 done; 1 the optimisation failed; 2 usage error."""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``unmask prototype`` to ``parser``."""
-    parser.description = parser.description or (
-        "Class prototypes by activation maximisation: optimise an input so that a class logit (or a unit, channel "
-        "or direction of a layer) is as large as possible, with a Fourier or pixel parameterisation, random "
-        "jitter/scale/rotation and optional L2, total-variation and blur regularisers."
-    )
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = parser.epilog or (
-        "targets:\n"
-        "  100, goose                  a class index or name (logit:100 too)\n"
-        "  channel:LAYER:C             mean of channel C of a layer\n"
-        "  unit:LAYER:C[:Y:X]          one neuron (default: the centre position)\n"
-        "  direction:LAYER:FILE.npy    a direction in the layer's channel space\n\n"
-        "exit codes: 0 done; 1 the optimisation failed; 2 usage error."
-    )
     add_model_options(parser)
     parser.add_argument("--target", "-t", dest="targets", action="extend", nargs="+", required=True, metavar="T", help="one or more targets (see below); one image each")
     parser.add_argument("--steps", type=positive_int, default=256, metavar="N", help="optimisation steps (default: 256)")

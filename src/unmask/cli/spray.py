@@ -22,21 +22,20 @@ from ._run import run_command
 from ._args import output_folder
 
 
+DESCRIPTION = """\
+Spectral relevance analysis (SpRAy, Lapuschkin et al. 2019): cluster the heatmaps of one class to
+find the strategies the model uses, Clever Hans shortcuts among them."""
+
+EPILOG = """\
+steps: heatmaps summed over channels and pooled to --size; kNN graph (k = ceil(ln n)); normalised
+Laplacian; smallest eigenvalues (scipy eigsh); the largest eigengap picks the number of clusters unless
+--clusters is given; k-means (or --clusterer) on the spectral embedding; t-SNE for the picture.
+
+exit codes: 0 done; 1 the analysis failed; 2 usage error."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``unmask spray`` to ``parser``."""
-    parser.description = (
-        "Spectral relevance analysis (SpRAy, Lapuschkin et al. 2019): cluster the heatmaps of one class to find "
-        "the strategies the model uses, Clever Hans shortcuts among them."
-    )
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = (
-        "steps: heatmaps summed over channels and pooled to --size; kNN graph (k = ceil(ln n)); normalised\n"
-        "Laplacian; smallest eigenvalues (scipy eigsh); the largest eigengap picks the number of clusters unless\n"
-        "--clusters is given; k-means (or --clusterer) on the spectral embedding; t-SNE for the picture.\n\n"
-        "exit codes: 0 done; 1 the analysis failed; 2 usage error."
-    )
     parser.add_argument("store", metavar="STORE", help="a store written by 'unmask attribute' (folder or merged .h5)")
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for spray.json and index.html")
     parser.add_argument("--class", dest="cls", metavar="C", help="analyse the samples of this class (index or name; default: all samples)")
@@ -184,9 +183,9 @@ def _run(args: argparse.Namespace) -> int:
     verification = None
     if not args.no_verify and dataset.get("type") == "cleverhans" and settings.get("model") == "cleverhans":
         from ..data.cleverhans import CleverHans, verify
-        from ..zoo import cleverhans as zoo_cleverhans
+        from ..zoo import cleverhans_net
 
-        verification = verify(zoo_cleverhans.load(), CleverHans.from_description(dataset))
+        verification = verify(cleverhans_net.load(), CleverHans.from_description(dataset))
 
     context = None
     if not args.no_context and ("box" in store.fields or "mask" in store.fields):
@@ -218,17 +217,8 @@ def _run(args: argparse.Namespace) -> int:
         f"method {settings.get('method')} · {settings.get('relevance')} relevance"
     )
     index = spray_report.write_report(
-        out,
-        result,
-        store,
-        title=f"SpRAy: {what}",
-        subtitle=subtitle,
-        image=_images(store),
-        truth=truth,
-        truth_name=truth_name,
-        scores=scores,
-        verification=verification,
-        context=context,
+        out, result, store, title=f"SpRAy: {what}", subtitle=subtitle, image=_images(store), truth=truth,
+        truth_name=truth_name, scores=scores, verification=verification, context=context,
     )
     seconds = time.perf_counter() - started
     summary = f"{result.n_clusters} clusters (sizes {', '.join(str(c.size) for c in result.clusters if c.label >= 0)})"

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from .._utils.progress import Progress, progress_bar
+from .._utils.validation import check_index
 from .concepts import ConceptDataset, ConceptSample
 
 __all__ = ["BrodenDataset", "BrodenFormatError", "decode_mask", "encode_mask", "write_broden"]
@@ -210,11 +211,7 @@ class BrodenDataset(ConceptDataset):
         return f"{self.root / 'index.csv'} line {self._rows[index][0]}"
 
     def __getitem__(self, index: int) -> ConceptSample:
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
+        index = check_index(index, len(self), "image")
         _, image_name, (ih, iw, sh, sw), cells = self._rows[index]
         image_path = self.root / "images" / image_name
         try:

@@ -27,6 +27,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from .._utils.validation import check_index
+
 __all__ = [
     "CLASSES",
     "CleverHans",
@@ -155,12 +157,7 @@ class CleverHans(torch.utils.data.Dataset):
         return f"cleverhans/{self.split}/{CLASSES[self.labels[index]]}/{index:05d}.png"
 
     def _index(self, index: int) -> int:
-        index = int(index)
-        if index < 0:
-            index += self.size
-        if not 0 <= index < self.size:
-            raise IndexError(f"sample {index} out of range for {self.size} samples")
-        return index
+        return check_index(index, self.size)
 
     def render(self, index: int, tag: bool | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
         """``(pixels, mask, box)``: RGB float32 in [0, 1] (32, 32, 3), the object's coverage and its box.

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .._utils.deprecation import renamed
+from .._utils.validation import check_index
 
 __all__ = [
     "COLORS",
@@ -253,11 +254,7 @@ class GeneratedConcepts(ConceptDataset):
         return f"generated:n={self.n},size={self.size},mask_size={self.mask_size[0]},seed={self.seed}"
 
     def __getitem__(self, index: int) -> ConceptSample:
-        index = int(index)
-        if index < 0:
-            index += self.n
-        if not 0 <= index < self.n:
-            raise IndexError(f"index {index} out of range for {self.n} images")
+        index = check_index(index, self.n, "image")
         image, planes, target = self.render(index)
         pick = _nearest_indices(self.size, self.mask_size[0])
         planes = planes[:, pick][:, :, pick]

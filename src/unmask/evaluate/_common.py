@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 from torch import nn
 
+from .._io import json_safe
 from ..checks import check_eval, check_inputs
 from ..models.module import as_module
 from ..explanation import Explanation
@@ -169,23 +170,22 @@ def explain_batched(explainer: Callable[[nn.Module, torch.Tensor, Any], torch.Te
 
 
 def to_list(value: Any) -> Any:
-    """Tensors and arrays as (nested) lists of finite floats/ints; NaN/Inf become ``None`` (valid JSON)."""
+    """Tensors and arrays as (nested) lists of finite floats/ints; NaN/Inf become ``None`` (valid JSON):
+    :func:`unmask._io.json_safe` with tensors and arrays written out as lists."""
+    return json_safe(value, default=_as_lists)
+
+
+def result_dict(result: Any, metric: str, names: Sequence[str] = (), /, **computed: Any) -> dict[str, Any]:
+    """The JSON form of a metric's result: ``{"metric": metric}``, then the attributes ``names`` of ``result``
+    and the ``computed`` values, in that order, each through :func:`to_list`."""
+    return to_list({"metric": metric, **{name: getattr(result, name) for name in names}, **computed})
+
+
+def _as_lists(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
-        if value.dtype == torch.bool:
-            return value.tolist()
-        if not value.is_floating_point():
-            return value.tolist()
-        return to_list(value.double().tolist())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (list, tuple)):
-        return [to_list(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): to_list(v) for k, v in value.items()}
-    if hasattr(value, "tolist"):
-        return to_list(value.tolist())
-    return value
+        return value.double().tolist() if value.is_floating_point() else value.tolist()
+    return value.tolist() if hasattr(value, "tolist") else value
 
 
 def finite_mean(values: torch.Tensor) -> float:

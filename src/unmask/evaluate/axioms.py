@@ -25,6 +25,7 @@ from ._common import (
     method_name,
     relevance_tensor,
     resolve,
+    result_dict,
     to_list,
 )
 from .perturbation import Perturbation, PerturbationResult, perturbation_curves
@@ -58,15 +59,7 @@ class ConservationResult:
         return bool((self.error.abs() <= atol + rtol * self.output.abs()).all())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": "conservation",
-            "value": to_list(self.value),
-            "mean_abs_error": to_list(self.mean_abs_error),
-            "relevance_sum": to_list(self.relevance_sum),
-            "output": to_list(self.output),
-            "error": to_list(self.error),
-            "relative": to_list(self.relative),
-        }
+        return result_dict(self, "conservation", ("value", "mean_abs_error", "relevance_sum", "output", "error", "relative"))
 
 
 def conservation(relevance: Relevance, output: torch.Tensor | None = None) -> ConservationResult:
@@ -162,14 +155,7 @@ class ContinuityResult:
     higher_is_better = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": "continuity",
-            "value": to_list(self.value),
-            "per_image": to_list(self.per_image),
-            "shifts": list(self.shifts),
-            "direction": self.direction,
-            "pairs": self.pairs,
-        }
+        return result_dict(self, "continuity", ("value", "per_image", "shifts", "direction", "pairs"))
 
 
 def continuity(
@@ -259,14 +245,7 @@ class InvarianceResult:
         return bool((self.relative <= rtol).all())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.name,
-            "value": to_list(self.value),
-            "relative": to_list(self.relative),
-            "max_abs": to_list(self.max_abs),
-            "output_difference": to_list(self.output_difference),
-            **to_list(self.details),
-        }
+        return result_dict(self, self.name, ("value", "relative", "max_abs", "output_difference"), **self.details)
 
 
 def _compare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -478,13 +457,7 @@ class SelectivityResult:
         return self.value > margin
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": "selectivity",
-            "value": to_list(self.value),
-            "per_image": to_list(self.per_image),
-            "morf_aopc": to_list(self.morf.aopc),
-            "lerf_aopc": to_list(self.lerf.aopc),
-        }
+        return result_dict(self, "selectivity", ("value", "per_image"), morf_aopc=self.morf.aopc, lerf_aopc=self.lerf.aopc)
 
 
 def selectivity(

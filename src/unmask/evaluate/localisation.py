@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .._utils.validation import check_float
-from ._common import Relevance, finite_mean, heatmap, to_list
+from ._common import Relevance, finite_mean, heatmap, result_dict
 
 
 @dataclass
@@ -31,22 +31,29 @@ class LocalizationResult:
         return finite_mean(self.per_image)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": to_list(self.value), "per_image": to_list(self.per_image),
-                "higher_is_better": self.higher_is_better}
+        return result_dict(self, self.metric, ("value", "per_image", "higher_is_better"))
 
 
-def box_mask(boxes: Any, size: tuple[int, int], device: torch.device | str | None = None) -> torch.Tensor:
+def box_mask(
+    boxes: Any, size: tuple[int, int], device: torch.device | str | None = None, *, frame: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Boolean masks ``(B, H, W)`` for boxes ``(B, 4)`` (or one ``(4,)``) given as pixel coordinates
-    ``(x0, y0, x1, y1)``, ``x1``/``y1`` exclusive; boxes are clipped to the image of ``size = (H, W)``."""
+    ``(x0, y0, x1, y1)``, ``x1``/``y1`` exclusive, in an image of ``frame = (H', W')`` pixels (default: ``size``)
+    and scaled to ``size = (H, W)``. A pixel is inside when its centre is (so integer boxes cover exactly
+    their pixels); boxes are clipped to the image, and a box with a NaN coordinate (no box) is empty."""
     boxes = torch.as_tensor(boxes, device=device)
     if boxes.dim() == 1:
         boxes = boxes.unsqueeze(0)
     if boxes.dim() != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must be shaped (B, 4) as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
     height, width = size
-    ys = torch.arange(height, device=boxes.device).view(1, -1, 1)
-    xs = torch.arange(width, device=boxes.device).view(1, 1, -1)
-    x0, y0, x1, y1 = (boxes[:, i].view(-1, 1, 1) for i in range(4))
+    frame_height, frame_width = frame if frame is not None else size
+    dtype = torch.float32 if boxes.device.type == "mps" else torch.float64  # MPS has no float64
+    boxes = boxes.to(dtype)
+    ys = (torch.arange(height, device=boxes.device, dtype=dtype) + 0.5).view(1, -1, 1)
+    xs = (torch.arange(width, device=boxes.device, dtype=dtype) + 0.5).view(1, 1, -1)
+    x0, x1 = ((boxes[:, i] * (width / frame_width)).view(-1, 1, 1) for i in (0, 2))
+    y0, y1 = ((boxes[:, i] * (height / frame_height)).view(-1, 1, 1) for i in (1, 3))
     return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
 
 

@@ -26,7 +26,7 @@ from ._common import (
     heatmap,
     pick,
     resolve,
-    to_list,
+    result_dict,
     transform_output,
 )
 
@@ -108,20 +108,8 @@ class PerturbationResult:
         return self.order == "morf"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": "region_perturbation",
-            "order": self.order,
-            "score": self.score,
-            "region": self.region,
-            "steps": self.steps,
-            "perturbation": self.perturbation,
-            "seed": self.seed,
-            "aopc": to_list(self.aopc),
-            "curve": to_list(self.curve),
-            "aopc_per_image": to_list(self.aopc_per_image),
-            "scores": to_list(self.scores),
-            "target": None if self.target is None else to_list(self.target),
-        }
+        names = ("order", "score", "region", "steps", "perturbation", "seed", "aopc", "curve", "aopc_per_image", "scores", "target")
+        return result_dict(self, "region_perturbation", names)
 
 
 # --------------------------------------------------------------------------------------------------

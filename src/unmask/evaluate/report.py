@@ -2,13 +2,13 @@
 optional) and a self-contained ``index.html`` for the ``evaluation.json`` that ``unmask evaluate`` writes."""
 from __future__ import annotations
 
-import io
 import math
 import os
-from html import escape
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import quote
+
+from ..report import page as html_page
+from ..report.page import escape, figure_png, image, number, page, table, td
 
 #: Metric columns of the page: key in ``methods[<name>]``, heading, whether higher is better.
 COLUMNS = (
@@ -68,9 +68,7 @@ def curves_figure_png(methods: Mapping[str, Mapping[str, Any]], score: str = "lo
     if title:
         figure.suptitle(title, fontsize=11)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def write_curves(methods: Mapping[str, Mapping[str, Any]], path: str | os.PathLike[str], **options: Any) -> Path:
@@ -80,26 +78,9 @@ def write_curves(methods: Mapping[str, Mapping[str, Any]], path: str | os.PathLi
     return write_bytes(path, curves_figure_png(methods, **options))
 
 
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem auto; max-width: 1200px;
-       padding: 0 1rem; color: #222; }
-h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.15rem; }
-.meta { color: #555; margin-top: 0; }
-table { border-collapse: collapse; font-size: .92rem; margin: .5rem 0 1rem 0; }
-th, td { text-align: left; padding: .25rem .7rem; border-bottom: 1px solid #eee; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+_CSS = """
 td.best { font-weight: 700; }
-img.curves { max-width: 100%; height: auto; border: 1px solid #ddd; }
-.failures li { color: #b00020; }
 """
-
-
-def _number(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "&ndash;"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return escape(str(value))
 
 
 def render_page(evaluation: Mapping[str, Any], curves: str | None = "aopc_curves.png") -> str:
@@ -114,52 +95,43 @@ def render_page(evaluation: Mapping[str, Any], curves: str | None = "aopc_curves
         values = [v for v in (_headline(m.get(key)) for n, m in methods.items() if n != "random") if v is not None]
         if values:
             best[key] = max(values) if higher else min(values)
-    header = "".join(f"<th>{label} {'&uarr;' if higher else '&darr;'}</th>" for _, label, higher in columns)
+    header = ["method"] + [f"{label} {'&uarr;' if higher else '&darr;'}" for _, label, higher in columns]
     rows = []
     for name, entry in methods.items():
         cells = []
         for key, _, _ in columns:
             value = _headline(entry.get(key))
-            css = "num best" if value is not None and best.get(key) == value and name != "random" else "num"
-            cells.append(f'<td class="{css}">{_number(value)}</td>')
-        rows.append(f"<tr><td>{escape(name)}</td>{''.join(cells)}</tr>")
+            best_here = value is not None and best.get(key) == value and name != "random"
+            cells.append(td(number(value), num=True, css="best" if best_here else None))
+        rows.append(f"<tr>{td(escape(name))}{''.join(cells)}</tr>")
     shown = ("model", "score", "perturbation", "region", "steps", "seed", "target", "device", "batch_size")
-    meta = " &middot; ".join(f"{escape(k)}: {escape(str(settings[k]))}" for k in shown if k in settings)
+    meta = " &middot; ".join(f"{escape(k)}: {escape(settings[k])}" for k in shown if k in settings)
     parts = [
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>unmask evaluate: {escape(str(settings.get('model', '')))}</title>\n<style>{_STYLE}</style>\n</head>\n<body>",
-        f"<h1>unmask evaluate: {escape(str(settings.get('model', '')))}</h1>",
+        f"<h1>unmask evaluate: {escape(settings.get('model', ''))}</h1>",
         f'<p class="meta">{meta} &middot; <a href="evaluation.json">evaluation.json</a></p>',
         "<p>Region perturbation (Samek et al. 2017): regions destroyed most relevant first (MoRF) should make "
         "the score fall fast (high AOPC), least relevant first (LeRF) slowly (low AOPC). "
-        f"f is the target's {escape(str(settings.get('score', 'logit')))}.</p>",
-        f"<table><tr><th>method</th>{header}</tr>{''.join(rows)}</table>",
+        f"f is the target's {escape(settings.get('score', 'logit'))}.</p>",
+        table(header, rows),
     ]
     if curves:
-        parts.append(f'<p><img class="curves" src="{escape(quote(curves), quote=True)}" '
-                     'alt="perturbation curves of every method"></p>')
+        parts.append(f"<p>{image(curves, 'perturbation curves of every method', css='plot')}</p>")
     for note in evaluation.get("notes", []):
-        parts.append(f'<p class="meta">{escape(str(note))}</p>')
+        parts.append(f'<p class="meta">{escape(note)}</p>')
     if images:
-        image_rows = "".join(
-            f"<tr><td>{escape(str(i.get('name', '')))}</td><td>{escape(str(i.get('source', '')))}</td>"
-            f"<td class=num>{_number(i.get('target'))}</td><td>{escape(str(i.get('target_name', '')))}</td>"
-            f"<td class=num>{_number(i.get('probability'))}</td></tr>"
+        image_rows = [
+            f"<tr>{td(escape(i.get('name', '')))}{td(escape(i.get('source', '')))}{td(number(i.get('target')), num=True)}"
+            f"{td(escape(i.get('target_name', '')))}{td(number(i.get('probability')), num=True)}</tr>"
             for i in images
-        )
-        parts.append("<h2>images</h2><table><tr><th>name</th><th>source</th><th>class</th><th>name</th>"
-                     f"<th>probability</th></tr>{image_rows}</table>")
+        ]
+        parts.append("<h2>images</h2>" + table(["name", "source", "class", "name", "probability"], image_rows))
     if failures:
-        items = "".join(f"<li>{escape(str(f.get('error', f)))}</li>" for f in failures)
+        items = "".join(f"<li>{escape(f.get('error', f))}</li>" for f in failures)
         parts.append(f'<h2>failures</h2><ul class="failures">{items}</ul>')
-    parts.append("</body>\n</html>\n")
-    return "\n".join(parts)
+    return page(f"unmask evaluate: {settings.get('model', '')}", parts, css=_CSS)
 
 
 def write_page(evaluation: Mapping[str, Any], out_dir: str | os.PathLike[str],
                curves: str | None = "aopc_curves.png") -> Path:
     """Write ``out_dir/index.html`` atomically and return its path."""
-    from ..report import write_text
-
-    return write_text(Path(out_dir) / "index.html", render_page(evaluation, curves))
+    return html_page.write_page(out_dir, render_page(evaluation, curves))

@@ -24,6 +24,7 @@ from ._common import (
     make_explainer,
     method_name,
     resolve,
+    result_dict,
     to_list,
 )
 
@@ -175,18 +176,10 @@ class RandomizationResult:
     higher_is_better = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": "model_randomization",
-            "method": self.method,
-            "mode": self.mode,
-            "absolute": self.absolute,
-            "value": to_list(self.value),
-            "layers": list(self.layers),
-            "spearman": to_list(self.spearman.double().nanmean(1)),
-            "ssim": to_list(self.ssim.double().nanmean(1)),
-            "spearman_per_image": to_list(self.spearman),
-            "ssim_per_image": to_list(self.ssim),
-        }
+        return result_dict(
+            self, "model_randomization", ("method", "mode", "absolute", "value", "layers"), spearman=self.spearman.double().nanmean(1),
+            ssim=self.ssim.double().nanmean(1), spearman_per_image=self.spearman, ssim_per_image=self.ssim,
+        )
 
 
 def model_randomization(

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .._io import json_safe
 from .._utils.progress import progress_bar
 
 __all__ = ["Analysis", "ExploreError", "Explorer", "ROW_BLOCK", "IMAGE_KINDS"]
@@ -39,8 +40,8 @@ class ExploreError(ValueError):
 
 
 def _finite(value: Any, digits: int = 6) -> float | None:
-    value = float(value)
-    return round(value, digits) if math.isfinite(value) else None
+    """``value`` rounded to ``digits`` decimals (the browser needs no more); NaN and infinities as ``None``."""
+    return json_safe(round(float(value), digits))
 
 
 @dataclass

@@ -56,6 +56,11 @@ _SHARD_RE = re.compile(r"^(\d{8,})-(\d{8,})\.h5$")
 SCALAR_FIELDS = ("index", "prediction", "target", "target_logit", "target_probability", "label")
 
 
+def _column(name: str, doc: str) -> property:
+    """A read-only property giving the per-sample field ``name`` (``Store.field(name)``)."""
+    return property(lambda self: self.field(name), doc=doc)
+
+
 class StoreError(ValueError):
     """A store cannot be used as asked: the message names the store and says what to do."""
 
@@ -192,25 +197,22 @@ class Store:
     @property
     def skipped(self) -> list[dict[str, Any]]:
         """Samples that could not be loaded (``attribute(..., skip_bad=True)``): ``{"index", "path", "error"}``."""
-        if self.merged:
-            return list(self.manifest.get("skipped", []))
-        h5py = _h5py()
-        found: list[dict[str, Any]] = []
-        for part in self._parts:
-            with h5py.File(part.path, "r") as handle:
-                found.extend(json.loads(handle.attrs.get("skipped", "[]")))
-        return found
+        return self._listed("skipped")
 
     @property
     def non_finite(self) -> list[int]:
         """Indices of samples whose relevance holds NaN or infinite values (as the method computed it)."""
+        return self._listed("non_finite")
+
+    def _listed(self, key: str) -> list[Any]:
+        """The JSON list ``key`` of the merged file's manifest, or of every shard's attributes joined."""
         if self.merged:
-            return list(self.manifest.get("non_finite", []))
+            return list(self.manifest.get(key, []))
         h5py = _h5py()
-        found: list[int] = []
+        found: list[Any] = []
         for part in self._parts:
             with h5py.File(part.path, "r") as handle:
-                found.extend(json.loads(handle.attrs.get("non_finite", "[]")))
+                found.extend(json.loads(handle.attrs.get(key, "[]")))
         return found
 
     @property
@@ -287,29 +289,12 @@ class Store:
                 rows = slice(int(rows[0]), int(rows[-1]) + 1)  # a run of rows: one hyperslab, not a point list
             return data[()] if rows is None else data[rows]
 
-    @property
-    def indices(self) -> np.ndarray:
-        return self.field("index")
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self.field("label")
-
-    @property
-    def predictions(self) -> np.ndarray:
-        return self.field("prediction")
-
-    @property
-    def targets(self) -> np.ndarray:
-        return self.field("target")
-
-    @property
-    def target_logits(self) -> np.ndarray:
-        return self.field("target_logit")
-
-    @property
-    def paths(self) -> np.ndarray:
-        return self.field("path")
+    indices = _column("index", "The data set index of every sample, in store order.")
+    labels = _column("label", "The data set's label of every sample (-1 where it gave none).")
+    predictions = _column("prediction", "The class the model predicted for every sample (-1 for a skipped sample).")
+    targets = _column("target", "The class whose relevance was computed for every sample.")
+    target_logits = _column("target_logit", "The explained logit of every sample.")
+    paths = _column("path", "The data set's path (or name) of every sample.")
 
     @property
     def boxes(self) -> np.ndarray | None:

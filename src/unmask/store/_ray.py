@@ -159,8 +159,7 @@ def explain_on_ray(
                 lost.append(((start, stop), f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"))
                 continue
             _write_shard(shards, start, stop, result, rel_shape, fields, save_logits)
-            if bar is not None:
-                bar.update(stop - start)
+            bar.update(stop - start)
             if on_shard is not None:
                 on_shard(start, stop)
         if lost:

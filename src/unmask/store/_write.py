@@ -5,15 +5,15 @@ import contextlib
 import copy
 import hashlib
 import json
-import math
 import os
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .._io import json_safe
+from .._utils.progress import Progress, progress_bar
 from ..models import as_module, model_device, on_device
 from ._guard import acquire_writer_lock, check_merge_target, release
 from ._skip import Skipped, Tolerant, explain_tolerant, first_loadable, record_skipped
@@ -120,21 +120,15 @@ def normalize_item(item: Any, index: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _jsonable(value: Any) -> Any:
+def _describe(value: Any) -> Any:
+    """How the manifest records a setting JSON has no type for (the ``default`` of :func:`json_safe`): a small
+    tensor or array as its values, a large one by shape and hash, anything else by its ``repr``."""
     import torch
 
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().tolist() if value.numel() <= 64 else f"tensor{tuple(value.shape)} sha1:{_tensor_hash([value])}"
-    if isinstance(value, np.ndarray):
-        return _jsonable(torch.from_numpy(value))
     return repr(value)
 
 
@@ -226,16 +220,6 @@ def _check_compatible(existing: dict[str, Any], wanted: dict[str, Any], where: A
         )
 
 
-def _progress(total: int, initial: int, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, unit="sample", desc=desc, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-
-
 # ---------------------------------------------------------------------------------------------- attribute
 
 
@@ -258,7 +242,7 @@ def attribute(
     save_logits: bool = False,
     model_name: str | None = None,
     classes: Sequence[str] | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     on_shard: Callable[[int, int], None] | None = None,
     skip_bad: bool = False,
     engine: str = "local",
@@ -357,7 +341,7 @@ def attribute(
     method_params = dict(params or {})
     settings = {
         "method": method,
-        "params": _jsonable(method_params),
+        "params": json_safe(method_params, default=_describe),
         "model": name,
         "model_hash": model_hash(net),
         "target": target,
@@ -366,7 +350,7 @@ def attribute(
         "batch_size": batch_size,
         "shard_size": shard_size,
         "dtype": "float32",
-        "dataset": _jsonable(dataset_info),
+        "dataset": json_safe(dataset_info, default=_describe),
         "classes": list(classes),
         "unmask_version": __version__,
         "torch_version": torch.__version__,
@@ -406,13 +390,12 @@ def attribute(
 
         job = {"method": method, "params": method_params, "target": target, "relevance": relevance, "pool": pool,
                "batch_size": batch_size, "fields": fields, "device": str(torch_device), "rel_shape": list(rel_shape)}
-        bar = _progress(total, finished, progress, f"attribute {folder.name} (ray)")
+        bar = progress_bar(progress, total, f"attribute {folder.name} (ray)", "sample", initial=finished, leave=True)
         try:
             explain_on_ray(net, dataset, [span for _, span in pending], shards=shards, job=job, rel_shape=rel_shape, fields=fields,
                            save_logits=save_logits, ray_address=ray_address, ray_options=ray_options, bar=bar, on_shard=on_shard)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
             release(lock)
         return Store(folder)
 
@@ -420,7 +403,7 @@ def attribute(
     for _, (start, stop) in pending:
         batches.extend(list(range(b, min(b + batch_size, stop))) for b in range(start, stop, batch_size))
     loader = _loader(dataset, batches, num_workers)
-    bar = _progress(total, finished, progress, f"attribute {folder.name}")
+    bar = progress_bar(progress, total, f"attribute {folder.name}", "sample", initial=finished, leave=True)
     _h5py()  # fails here, before any work, when h5py (the analyze extra) is missing
     try:
         batch_iter = iter(loader)
@@ -441,15 +424,13 @@ def attribute(
                     non_finite.extend(rows.get("non_finite", []))
                     _write_rows(handle, data, at, rows, save_logits)
                     at += len(items)
-                    if bar is not None:
-                        bar.update(len(items))
+                    bar.update(len(items))
                 handle.attrs["device"] = str(torch_device)
                 record_skipped(handle, skipped, non_finite)
             if on_shard is not None:
                 on_shard(start, stop)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         release(lock)
     return Store(folder)
 

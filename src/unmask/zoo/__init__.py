@@ -28,6 +28,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .._utils.registry import Registry
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -200,48 +202,26 @@ class ZooModel:
         ]
 
 
-_ZOO: dict[str, Callable[[], ZooModel]] = {}
+#: Zoo entries: functions with no arguments that return a :class:`ZooModel`; the submodules that add
+#: entries are imported on the first names() / load().
+_ZOO: Registry[Callable[[], ZooModel]] = Registry(
+    "zoo model", ("unmask.zoo.concept_net", "unmask.zoo.cleverhans_net", "unmask.zoo.cleverhans_vit"), "the zoo has"
+)
 
 
 def register(name: str) -> Callable[[Callable[[], ZooModel]], Callable[[], ZooModel]]:
     """Decorator adding a zoo entry: a function with no arguments that returns a :class:`ZooModel`."""
-
-    def decorate(factory: Callable[[], ZooModel]) -> Callable[[], ZooModel]:
-        _ZOO[name] = factory
-        return factory
-
-    return decorate
-
-
-#: Submodules that add zoo entries when imported (imported on the first names() / load()).
-_ENTRY_MODULES = ("unmask.zoo.concept_net", "unmask.zoo.cleverhans", "unmask.zoo.cleverhans_vit")
-
-
-def _load_entries() -> None:
-    import importlib
-
-    for module in _ENTRY_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
+    return _ZOO.register(name)
 
 
 def names() -> list[str]:
     """Names :func:`load` accepts."""
-    _load_entries()
-    return sorted(_ZOO)
+    return _ZOO.names()
 
 
 def load(name: str, device: str | torch.device = "cpu") -> ZooModel:
     """A fresh copy of the zoo model ``name`` in eval mode on ``device``."""
-    _load_entries()
-    try:
-        factory = _ZOO[name]
-    except KeyError:
-        raise ValueError(f"unknown zoo model {name!r}; the zoo has: {', '.join(names())}") from None
-    entry = factory()
+    entry = _ZOO.get(name)()
     entry.model.eval()
     return entry.to(device)
 

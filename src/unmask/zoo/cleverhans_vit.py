@@ -1,6 +1,6 @@
 """CleverHansViT: a tiny vision transformer trained on :mod:`unmask.data.cleverhans`, shortcut included.
 
-The transformer counterpart of :mod:`unmask.zoo.cleverhans` (same data, same planted tag), on which
+The transformer counterpart of :mod:`unmask.zoo.cleverhans_net` (same data, same planted tag), on which
 ``lrp.attnlrp`` heatmaps and SpRAy have to find the Clever Hans. Trained by
 ``scripts/train_cleverhans_vit.py`` in a few minutes on a CPU; the weights
 (``weights/cleverhans_vit.pt``, float32) and what the script measured (``weights/cleverhans_vit.json``)
@@ -18,8 +18,6 @@ ship with unmask.
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 import torch
@@ -27,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import Preprocessing, ZooModel, register
+from ._shipped import load_weights, training_info, weights_folder
 
 __all__ = ["CleverHansViT", "NAME", "build", "info", "load"]
 
@@ -96,14 +95,12 @@ def build() -> CleverHansViT:
     return CleverHansViT()
 
 
-def _weights() -> Any:
-    return resources.files(__package__).joinpath("weights")
+_weights = weights_folder  # the folder of the shipped weights (WEIGHTS is the file name in it)
 
 
 def info() -> dict[str, Any]:
     """What the training script measured: data, epochs, accuracies, the shortcut's effect."""
-    path = _weights().joinpath("cleverhans_vit.json")
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return training_info("cleverhans_vit")
 
 
 @register(NAME)
@@ -111,22 +108,8 @@ def load() -> ZooModel:
     """The trained CleverHansViT in eval mode with its classes and preprocessing (32 x 32, mean 0.5, std 0.25)."""
     from ..data.cleverhans import CLASSES, MEAN, SIZE, STD
 
-    model = CleverHansViT(len(CLASSES))
-    path = _weights().joinpath(WEIGHTS)
-    if not path.is_file():
-        raise FileNotFoundError(
-            "the CleverHansViT weights (unmask/zoo/weights/cleverhans_vit.pt) are missing; train them with "
-            "scripts/train_cleverhans_vit.py"
-        )
-    with resources.as_file(path) as file:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model = load_weights(CleverHansViT(len(CLASSES)), "cleverhans_vit", "scripts/train_cleverhans_vit.py")
     accuracy = info().get("test_accuracy")
     note = f", {accuracy:.1%} test accuracy" if isinstance(accuracy, float) else ""
-    return ZooModel(
-        name=NAME,
-        model=model.eval(),
-        classes=list(CLASSES),
-        preprocessing=Preprocessing(size=SIZE, resize=None, mean=MEAN, std=STD),
-        description=f"CleverHansViT: a tiny ViT on shapes with a planted tag on 30% of the circles (32x32, 4 classes{note})",
-    )
+    return ZooModel(name=NAME, model=model, classes=list(CLASSES), preprocessing=Preprocessing(size=SIZE, resize=None, mean=MEAN, std=STD),
+                    description=f"CleverHansViT: a tiny ViT on shapes with a planted tag on 30% of the circles (32x32, 4 classes{note})")

@@ -19,14 +19,13 @@ accuracy on held-out images is in ``weights/concept_net.json``.
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 import torch
 from torch import nn
 
 from . import Preprocessing, ZooModel, register
+from ._shipped import load_weights, training_info
 
 __all__ = ["CLASSES", "ConceptNet", "MEAN", "NAME", "SIZE", "STD", "build", "info", "load"]
 
@@ -80,35 +79,16 @@ def build() -> ConceptNet:
     return ConceptNet()
 
 
-def _weights() -> Any:
-    return resources.files(__package__).joinpath("weights")
-
-
 def info() -> dict[str, Any]:
     """What the training script recorded: data, epochs, held-out accuracy."""
-    path = _weights().joinpath("concept_net.json")
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return training_info("concept_net")
 
 
 @register(NAME)
 def load() -> ZooModel:
     """The trained ConceptNet in eval mode, with its class names and preprocessing (64 x 64, no crop)."""
-    model = ConceptNet()
-    path = _weights().joinpath("concept_net.pt")
-    if not path.is_file():
-        raise FileNotFoundError(
-            "the ConceptNet weights (unmask/zoo/weights/concept_net.pt) are missing; train them with "
-            "scripts/train_concept_net.py"
-        )
-    with resources.as_file(path) as file:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model = load_weights(ConceptNet(), "concept_net", "scripts/train_concept_net.py")
     accuracy = info().get("val_accuracy")
     note = f", {accuracy:.1%} of held-out labels right" if isinstance(accuracy, float) else ""
-    return ZooModel(
-        name=NAME,
-        model=model.eval(),
-        classes=list(CLASSES),
-        preprocessing=Preprocessing(size=SIZE, resize=None, mean=MEAN, std=STD),
-        description=f"ConceptNet: which of 21 colours, textures and shapes appear in unmask's generated concept images (64x64, multi-label{note})",
-    )
+    return ZooModel(name=NAME, model=model, classes=list(CLASSES), preprocessing=Preprocessing(size=SIZE, resize=None, mean=MEAN, std=STD),
+                    description=f"ConceptNet: which of 21 colours, textures and shapes appear in unmask's generated concept images (64x64, multi-label{note})")

@@ -2,11 +2,12 @@
 experiments built on them."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
+
+from ..._io import json_safe
 
 __all__ = ["AxisAlignmentResult", "DissectionResult", "RobustnessResult", "UnitRecord"]
 
@@ -26,17 +27,18 @@ class UnitRecord:
     candidates: list[tuple[str, str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """JSON-ready (NaN and infinities as ``None``)."""
+        return json_safe({
             "unit": self.unit,
             "label": self.label,
             "category": self.category,
-            "iou": _finite(self.iou),
+            "iou": self.iou,
             "is_detector": self.is_detector,
-            "threshold": _finite(self.threshold),
+            "threshold": self.threshold,
             "top_images": list(self.top_images),
-            "top_activations": [_finite(v) for v in self.top_activations],
-            "candidates": [{"label": l, "category": c, "iou": _finite(v)} for l, c, v in self.candidates],
-        }
+            "top_activations": list(self.top_activations),
+            "candidates": [{"label": l, "category": c, "iou": v} for l, c, v in self.candidates],
+        })
 
 
 @dataclass
@@ -100,7 +102,8 @@ class DissectionResult:
         )
 
     def to_dict(self, matrix: bool = False) -> dict[str, Any]:
-        """JSON-ready: settings, counts and one entry per unit (and the whole IoU matrix with ``matrix=True``)."""
+        """JSON-ready (NaN and infinities as ``None``): settings, counts and one entry per unit (and the whole
+        IoU matrix with ``matrix=True``)."""
         data: dict[str, Any] = {
             "layer": self.layer,
             "model": self.model,
@@ -124,16 +127,11 @@ class DissectionResult:
         if matrix:
             data["labels"] = list(self.labels)
             data["label_categories"] = list(self.label_categories)
-            data["iou"] = [[_finite(v) for v in row] for row in self.iou.tolist()]
-        return data
+            data["iou"] = self.iou.tolist()
+        return json_safe(data)
 
     def __repr__(self) -> str:
         return f"<DissectionResult {self.summary()}>"
-
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _mean_std(counts: list[dict[str, int]], keys: Iterable[str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -220,11 +218,11 @@ class RobustnessResult:
 
     def to_dict(self) -> dict[str, Any]:
         kept = self.kept
-        return {
+        return json_safe({
             "layer": self.layer,
             "original": _with_total(self.baseline.unique_detectors),
             "perturbed": {
-                name: {"unique_detectors": _with_total(r.unique_detectors), "kept": _finite(kept[name])}
+                name: {"unique_detectors": _with_total(r.unique_detectors), "kept": kept[name]}
                 for name, r in self.perturbed.items()
             },
-        }
+        })
