@@ -68,8 +68,10 @@ def test_randomisation_lowers_similarity_for_gradients():
     # the user's model is untouched: same parameters, buffers, mode and no hooks left behind
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training and all(not m._forward_hooks for m in model.modules())
-    again = ev.model_randomization(model, x, "gradient", absolute=True)
+    counted: list[int] = []  # progress: a callable gets one increment per randomised layer
+    again = ev.model_randomization(model, x, "gradient", absolute=True, progress=counted.append)
     assert torch.equal(result.spearman, again.spearman)  # same seed, same result
+    assert counted == [1] * 5
     data = result.to_dict()
     assert data["layers"] == result.layers and len(data["spearman"]) == 5
 

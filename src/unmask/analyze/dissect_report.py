@@ -17,6 +17,7 @@ from PIL import Image
 from ..data.concepts import ConceptDataset
 from .._io import write_bytes, write_json, write_png
 from .._utils.deprecation import renamed
+from .._utils.progress import Progress, progress_bar
 from ..report.page import escape, figure_png, image, number, page, percent, write_page
 from .dissect import AxisAlignmentResult, DissectionResult, RobustnessResult
 
@@ -237,26 +238,28 @@ def write_report(
     images_per_unit: int = 6,
     axis: Sequence[AxisAlignmentResult] = (),
     robustness: Sequence[RobustnessResult] = (),
-    progress: Any = None,
+    progress: Progress = False,
 ) -> Path:
     """Write ``out``/dissect.json (``data``), the bar chart, one picture per shown unit
-    (``out/<layer>/unit_0007.png``: the best ``units_shown`` units by IoU) and ``out/index.html``."""
+    (``out/<layer>/unit_0007.png``: the best ``units_shown`` units by IoU) and ``out/index.html``;
+    ``progress`` counts the pictures (``True``, ``False`` or a callable)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "dissect.json", data)
     chart = bar_chart(results, out / "detectors.png")
     strips: dict[str, dict[int, str]] = {}
-    for r in results:
-        folder = _folder(r.layer)
-        strips[r.layer] = {}
-        if r.top_maps is None or units_shown <= 0:
-            continue
-        for unit in r.top(units_shown):
-            relative = f"{folder}/unit_{unit.unit:04d}.png"
-            write_png(out / relative, unit_strip(r, dataset, unit.unit, images_per_unit))
-            strips[r.layer][unit.unit] = relative
-            if progress is not None:
-                progress.update(1)
+    total = sum(min(units_shown, len(r.units)) for r in results if r.top_maps is not None) if units_shown > 0 else 0
+    with progress_bar(progress if total else False, total, "pictures", "unit") as bar:
+        for r in results:
+            folder = _folder(r.layer)
+            strips[r.layer] = {}
+            if r.top_maps is None or units_shown <= 0:
+                continue
+            for unit in r.top(units_shown):
+                relative = f"{folder}/unit_{unit.unit:04d}.png"
+                write_png(out / relative, unit_strip(r, dataset, unit.unit, images_per_unit))
+                strips[r.layer][unit.unit] = relative
+                bar.update(1)
     return write_page(out, render_page(results, meta, strips, "detectors.png" if chart else None, axis, robustness))
 
 

@@ -16,7 +16,6 @@ import sys
 import time
 from typing import Any
 
-from .._utils.progress import progress_bar
 from ._args import EXIT_OK, UsageError, add_model_options, positive_int
 from ._run import run_command
 from ._args import check_device, output_folder
@@ -165,16 +164,13 @@ def _run(args: argparse.Namespace) -> int:
         "axis_alignment": [a.to_dict() for a in axis],
         "robustness": [r.to_dict() for r in robustness],
     }
-    bar = progress_bar(not args.no_progress and args.units_shown > 0, sum(min(args.units_shown, len(r.units)) for r in results), "pictures", "unit")
     try:
         page = dissect_report.write_report(
             args.out, results, dataset, meta, data, units_shown=args.units_shown, images_per_unit=args.top_images,
-            axis=axis, robustness=robustness, progress=bar,
+            axis=axis, robustness=robustness, progress=not args.no_progress,
         )
     except OSError as error:
         raise UsageError(f"cannot write to --out {args.out}: {error.strerror or error}") from None
-    finally:
-        bar.close()
     for r in results:
         print(r.summary())
     for a in axis:

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..attribution.baseline import random_relevance
 from ..targets import Target
+from .._utils.progress import Progress, progress_bar
 from .._utils.validation import check_choice, check_int
 from ._common import (
     Method,
@@ -194,7 +195,7 @@ def model_randomization(
     absolute: bool = False,
     seed: int = 0,
     batch_size: int = 16,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress = False,
 ) -> RandomizationResult:
     """Model parameter randomisation test of Adebayo et al. (2018), "Sanity checks for saliency maps",
     NeurIPS: re-initialise the layers from the top (output) down, one more each time (``"cascading"``), or
@@ -236,15 +237,15 @@ def model_randomization(
 
     original = explain(working)
     spearmans, ssims = [], []
-    for position, name in enumerate(chosen):
-        if mode == "independent":
-            working = copy.deepcopy(model).eval()
-        randomize_layer(working.get_submodule(name), seed + position)
-        randomised = explain(working)
-        spearmans.append(spearman(original, randomised).cpu())
-        ssims.append(ssim(_unit_range(original), _unit_range(randomised)).cpu())
-        if progress is not None:
-            progress(1)
+    with progress_bar(progress, len(chosen), "randomization", "layer") as bar:
+        for position, name in enumerate(chosen):
+            if mode == "independent":
+                working = copy.deepcopy(model).eval()
+            randomize_layer(working.get_submodule(name), seed + position)
+            randomised = explain(working)
+            spearmans.append(spearman(original, randomised).cpu())
+            ssims.append(ssim(_unit_range(original), _unit_range(randomised)).cpu())
+            bar.update(1)
     return RandomizationResult(chosen, torch.stack(spearmans), torch.stack(ssims), mode, absolute, method_name(method))
 
 

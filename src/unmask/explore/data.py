@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .._io import json_safe
-from .._utils.progress import progress_bar
+from .._utils.progress import Progress, progress_bar
 
 __all__ = ["Analysis", "ExploreError", "Explorer", "ROW_BLOCK", "IMAGE_KINDS"]
 
@@ -346,7 +346,7 @@ class Explorer:
             return self._cache[key]
 
     # ------------------------------------------------------------------ static copy
-    def write_static(self, folder: str | Path, progress: bool = False) -> Path:
+    def write_static(self, folder: str | Path, progress: Progress = False) -> Path:
         """Write the app and every file it asks for under ``folder`` (host it with any static web server).
 
         ``folder`` must be new, empty or an earlier copy written here (it has ``index.html`` and
