@@ -6,7 +6,7 @@
 
 Writes OUT/NAME.pt (the state dict, float32) and OUT/NAME.json (data, settings, test accuracy overall,
 per class, on the tagged circles with and without their tag, and the shortcut check of
-unmask.data.cleverhans.verify). OUT defaults to src/unmask/zoo/weights, NAME to cleverhans.
+unmask.data.cleverhans.verify). OUT defaults to src/unmask/models/zoo/weights, NAME to cleverhans.
 --tag-fraction sets the share of tagged circles in the training images only (the images are otherwise
 the same); the test split keeps the default 0.3 so that the shortcut checks compare between models.
 Deterministic for a seed on CPU.
@@ -52,7 +52,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag-fraction", type=float, default=0.3, help="share of the training circles with the tag (0: clean)")
     parser.add_argument("--name", default="cleverhans", help="file name of the weights and metrics, without suffix")
-    parser.add_argument("--out", type=Path, default=ROOT / "src" / "unmask" / "zoo" / "weights")
+    parser.add_argument("--out", type=Path, default=ROOT / "src" / "unmask" / "models" / "zoo" / "weights")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)

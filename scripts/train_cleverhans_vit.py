@@ -5,7 +5,7 @@
 
 Writes OUT/cleverhans_vit.pt (the state dict, float32) and OUT/cleverhans_vit.json (data, settings, test
 accuracy overall, per class, on the tagged circles with and without their tag, and the shortcut check of
-unmask.data.cleverhans.verify). OUT defaults to src/unmask/zoo/weights. Deterministic for a seed on CPU.
+unmask.data.cleverhans.verify). OUT defaults to src/unmask/models/zoo/weights. Deterministic for a seed on CPU.
 The data, loop and measurements are those of scripts/train_cleverhans.py (the CNN); AdamW with weight
 decay, a one-cycle schedule and shift / flip augmentation suit the transformer.
 """
@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--shift", type=int, default=3, help="augmentation: random shifts up to this many pixels "
                         "and horizontal flips (0: none)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "src" / "unmask" / "zoo" / "weights")
+    parser.add_argument("--out", type=Path, default=ROOT / "src" / "unmask" / "models" / "zoo" / "weights")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)

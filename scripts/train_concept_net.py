@@ -5,7 +5,7 @@
 The task is multi-label: which of the 21 concepts (11 colours, 5 textures, 5 shapes) cover at least
 1% of a 64 x 64 GeneratedConcepts image. Training images: GeneratedConcepts(seed=1); held-out:
 GeneratedConcepts(seed=2) (the dissection examples use seed 0). Writes
-src/unmask/zoo/weights/concept_net.pt (state dict, float16) and concept_net.json (settings, held-out
+src/unmask/models/zoo/weights/concept_net.pt (state dict, float16) and concept_net.json (settings, held-out
 accuracy per category, time). Deterministic on CPU for a given --threads.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from unmask.data.concepts import GeneratedConcepts
 from unmask.zoo.concept_net import CLASSES, MEAN, SIZE, STD, ConceptNet
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "unmask" / "zoo" / "weights"
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "unmask" / "models" / "zoo" / "weights"
 #: A concept is "in" an image when it covers at least this fraction of the pixels.
 PRESENT = 0.01
 

@@ -121,3 +121,21 @@ def test_british_spellings_of_public_names_still_work_with_a_warning():
         assert dissect_report.CATEGORY_COLOURS is dissect_report.CATEGORY_COLORS
     with pytest.raises(AttributeError):
         evaluate.no_such_metric
+
+
+def test_unmask_zoo_is_the_short_name_of_models_zoo():
+    import importlib
+
+    import unmask.models.zoo as full
+
+    short = importlib.import_module("unmask.zoo.concept_net")
+    assert short is full.concept_net and zoo.ZooModel is full.ZooModel and zoo.load is full.load
+
+    @zoo.register("test-short-name-entry")
+    def _entry():  # registered under the short name, seen under the full one
+        return full.concept_net.load()
+
+    try:
+        assert "test-short-name-entry" in full.names()
+    finally:
+        full._ZOO.entries.pop("test-short-name-entry")

@@ -308,7 +308,7 @@ def _boxes_for(samples: list[_Sample], boxes: Any) -> list[Sequence[float] | Non
 
 
 def _as_zoo_model(name: str, model: Any) -> Any:
-    from .. import zoo
+    from ..models import zoo
 
     if isinstance(model, str):
         return zoo.load(model)

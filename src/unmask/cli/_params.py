@@ -21,7 +21,7 @@ def parse_target(text: str, classes: Sequence[str]) -> int | None:
     except ValueError:
         pass
     lowered = text.strip().lower()
-    from .. import zoo
+    from ..models import zoo
 
     full = zoo.imagenet_classes(full=True) if list(classes) == list(zoo.imagenet_classes()) else ()
     for index, name in enumerate(classes):

@@ -116,7 +116,7 @@ def _images(store: Any) -> Any:
     height, width = store.input_shape[-2:] if len(store.input_shape) >= 2 else (224, 224)
     crop = None
     try:
-        from .. import zoo
+        from ..models import zoo
 
         if store.settings.get("model") in zoo.names():
             crop = zoo.load(store.settings["model"]).preprocessing.crop
@@ -183,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     verification = None
     if not args.no_verify and dataset.get("type") == "cleverhans" and settings.get("model") == "cleverhans":
         from ..data.cleverhans import CleverHans, verify
-        from ..zoo import cleverhans_net
+        from ..models.zoo import cleverhans_net
 
         verification = verify(cleverhans_net.load(), CleverHans.from_description(dataset))
 

@@ -1,7 +1,7 @@
 """Everything about a network and how to feed it, shared by the methods, dissection and prototypes:
 what counts as a model (:func:`as_module`: a module or a zoo model), layer lookup (:func:`find_layer`), forward-hook capture (:class:`Capture`), device and mode policy
 (:func:`model_device`, :func:`on_device`, :class:`eval_mode`: the user's model is never changed) and
-the pixels-to-inputs recipe of a model (:func:`pixel_model`). The zoo itself is :mod:`unmask.zoo`."""
+the pixels-to-inputs recipe of a model (:func:`pixel_model`). The zoo is :mod:`unmask.models.zoo` (short name :mod:`unmask.zoo`)."""
 from .capture import Capture
 from .devices import eval_mode, model_device, on_device
 from .layers import find_layer, resolve_layer

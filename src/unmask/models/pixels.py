@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..zoo import IMAGENET_MEAN, IMAGENET_STD
+from .zoo import IMAGENET_MEAN, IMAGENET_STD
 from .module import as_module
 
 __all__ = ["PixelModel", "pixel_model"]

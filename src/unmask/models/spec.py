@@ -104,7 +104,7 @@ def load_model_spec(
     import torch
     from torch import nn
 
-    from .. import zoo
+    from . import zoo
 
     if spec in zoo.names():
         if arch:
@@ -193,7 +193,7 @@ def load_model_spec(
 
 def class_names(classes: str | None) -> list[str]:
     """Class names from ``classes``: ``None`` (none), ``"imagenet"`` (the ImageNet-1k list) or a file, one per line."""
-    from .. import zoo
+    from . import zoo
 
     if classes is None:
         return []

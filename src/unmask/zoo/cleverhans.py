@@ -2,7 +2,7 @@
 data set module :mod:`unmask.data.cleverhans`); removed in the next release."""
 import warnings
 
-from .cleverhans_net import *  # noqa: F401,F403
-from .cleverhans_net import __all__, _weights, WEIGHTS  # noqa: F401
+from ..models.zoo.cleverhans_net import *  # noqa: F401,F403
+from ..models.zoo.cleverhans_net import __all__, _weights, WEIGHTS  # noqa: F401
 
 warnings.warn("unmask.zoo.cleverhans is now unmask.zoo.cleverhans_net", DeprecationWarning, stacklevel=2)

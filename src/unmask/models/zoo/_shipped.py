@@ -1,4 +1,4 @@
-"""The weights and training records that ship with unmask in ``unmask/zoo/weights/``: ``STEM.pt`` (a
+"""The weights and training records that ship with unmask in ``unmask/models/zoo/weights/``: ``STEM.pt`` (a
 state dict) and ``STEM.json`` (what the training script measured)."""
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def load_weights(model: nn.Module, stem: str, script: str) -> nn.Module:
     path = weights_folder().joinpath(f"{stem}.pt")
     if not path.is_file():
         raise FileNotFoundError(
-            f"the {type(model).__name__} weights (unmask/zoo/weights/{stem}.pt) are missing; train them with {script}"
+            f"the {type(model).__name__} weights (unmask/models/zoo/weights/{stem}.pt) are missing; train them with {script}"
         )
     with resources.as_file(path) as file:
         state = torch.load(file, map_location="cpu", weights_only=True)

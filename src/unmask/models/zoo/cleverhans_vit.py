@@ -106,7 +106,7 @@ def info() -> dict[str, Any]:
 @register(NAME)
 def load() -> ZooModel:
     """The trained CleverHansViT in eval mode with its classes and preprocessing (32 x 32, mean 0.5, std 0.25)."""
-    from ..data.cleverhans import CLASSES, MEAN, SIZE, STD
+    from ...data.cleverhans import CLASSES, MEAN, SIZE, STD
 
     model = load_weights(CleverHansViT(len(CLASSES)), "cleverhans_vit", "scripts/train_cleverhans_vit.py")
     accuracy = info().get("test_accuracy")

@@ -87,7 +87,7 @@ def load_clean() -> ZooModel:
 
 
 def _load(name: str, what: str) -> ZooModel:
-    from ..data.cleverhans import CLASSES, MEAN, SIZE, STD
+    from ...data.cleverhans import CLASSES, MEAN, SIZE, STD
 
     model = load_weights(CleverHansNet(len(CLASSES)), name, "scripts/train_cleverhans.py")
     accuracy = info(name).get("test_accuracy")

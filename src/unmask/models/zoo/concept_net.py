@@ -38,7 +38,7 @@ STRIDES = (1, 2, 1, 2, 1, 2)
 
 
 def _classes() -> list[str]:
-    from ..data.concepts import COLORS, SHAPES, TEXTURES
+    from ...data.concepts import COLORS, SHAPES, TEXTURES
 
     return [*COLORS, *TEXTURES, *SHAPES]
 
