@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..evaluate.localisation import box_mask
+from ..evaluate.localization import box_mask
 
 __all__ = ["ContextResult", "context_use"]
 

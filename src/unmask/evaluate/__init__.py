@@ -16,7 +16,7 @@ Results are small dataclasses with ``.value`` (the headline number), ``.higher_i
 >>> evaluate.select(model, images, "lrp.epsilon_gamma_box", "gamma", [0.0, 0.25, 1.0],
 ...                 params={"low": net.low, "high": net.high}).best_value
 """
-from .._utils.deprecation import renamed
+from .._utils.deprecation import renamed as _renamed
 from .axioms import (
     ConservationResult,
     ContinuityResult,
@@ -30,7 +30,7 @@ from .axioms import (
     selectivity,
     translate,
 )
-from .localisation import (
+from .localization import (
     LocalizationResult,
     box_mask,
     context_density,
@@ -99,7 +99,7 @@ __all__ = [
     "translate",
 ]
 
-__getattr__ = renamed(
+__getattr__ = _renamed(
     __name__,
     {
         "model_randomisation": "model_randomization",

@@ -91,3 +91,15 @@ def test_bad_masks():
         ev.relevance_rank(relevance, torch.full((2, 4, 4), 0.5))
     with pytest.raises(ValueError, match="NaN"):
         ev.pointing_game(torch.full((2, 4, 4), math.nan), torch.ones(2, 4, 4, dtype=torch.bool))
+
+
+def test_the_british_module_name_still_imports_with_a_warning():
+    import importlib
+    import sys
+
+    from unmask.evaluate import localization
+
+    sys.modules.pop("unmask.evaluate.localisation", None)
+    with pytest.warns(DeprecationWarning, match="localization"):
+        old = importlib.import_module("unmask.evaluate.localisation")
+    assert old.box_mask is localization.box_mask and old.LocalizationResult is localization.LocalizationResult
