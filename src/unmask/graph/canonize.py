@@ -213,6 +213,8 @@ class ExplainableGraph:
                 continue
             scale, shift = channel_map
             producer = self._producer(step.inputs[0])
+            if step.kind == "batchnorm" and self._fold_into_concatenated(node, step, producer, scale, shift):
+                continue
             before = self.steps.get(producer)
             if before is not None and before.affine is not None and self._consumers(producer) == 1 and not (
                 before.affine.transposed and before.affine.groups != 1
@@ -236,6 +238,34 @@ class ExplainableGraph:
                     s.affine = _fold_forward(s.affine, scale, shift)
                     self._merged_into(s, step)
                 self._bypass(node, step.inputs[0])
+
+    def _fold_into_concatenated(self, node: fx.Node, step: Step, producer: fx.Node, scale: torch.Tensor,
+                                shift: torch.Tensor) -> bool:
+        """A BatchNorm after ``torch.cat`` of weighted layers along channels (MixNet's mixed convolutions:
+        split -> one convolution per chunk -> cat -> BatchNorm) is folded slice by slice: each layer gets the
+        part of ``(scale, shift)`` that normalises its own output channels."""
+        cat = self.steps.get(producer)
+        if (cat is None or cat.node.op != "call_function" or cat.node.target not in (torch.cat, torch.concat)
+                or self._consumers(producer) != 1):
+            return False
+        bound = {**dict(zip(("tensors", "dim"), cat.node.args)), **cat.node.kwargs}
+        pieces = bound.get("tensors")
+        if bound.get("dim", 0) != 1 or not isinstance(pieces, (list, tuple)) or len(set(pieces)) != len(pieces):
+            return False
+        layers = [self.steps.get(self._producer(p)) if isinstance(p, fx.Node) else None for p in pieces]
+        if not all(layer is not None and layer.affine is not None and self._consumers(layer.node) == 1
+                   and not (layer.affine.transposed and layer.affine.groups != 1) for layer in layers):
+            return False
+        channels = [layer.affine.weight.shape[layer.affine.out_channel_dim] for layer in layers]
+        if sum(channels) != scale.numel():
+            return False
+        start = 0
+        for layer, count in zip(layers, channels):
+            layer.affine = layer.affine.scaled(scale[start:start + count], shift[start:start + count])
+            self._merged_into(layer, step)
+            start += count
+        self._bypass(node, step.inputs[0])
+        return True
 
     def _merge_zero_pads(self) -> None:
         """A zero pad whose only consumer is a convolution becomes part of it: rules then see the unpadded input
