@@ -7,6 +7,9 @@ Canonization works on the traced copy, never on the user's model. It
 - folds each BatchNorm into the weighted layer before it (``W' = W a``, ``b' = b a + c`` with
   ``a = gamma / sqrt(var + eps)``, ``c = beta - mean a``), or into the dense / unpadded convolution
   after it (``W' = W diag(a)``, ``b' = b + W c``); other BatchNorms stay as elementwise affine layers;
+- merges an elementwise function of one tensor written as several steps (``x * relu6(x + 3) / 6``,
+  ``x * sigmoid(x)``) into one ``activation`` step of that tensor: relevance passes as through any
+  activation, instead of a product sending it to one factor and added constants absorbing it;
 - marks which values are non-negative whatever the input (after a ReLU), so rules can skip passes;
 - marks the first weighted layers: those that consume the input in the graph.
 """
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .kinds import makes_nonnegative, node_kind
+from .kinds import is_elementwise, makes_nonnegative, node_kind
 from .linear import Affine
 from .trace import owner, trace
 
@@ -48,6 +51,7 @@ class Step:
     nonnegative: bool = False
     first: bool = False
     merged: list[str] = field(default_factory=list)  # the BatchNorms (and constant scalings) folded in
+    region: list["Step"] = field(default_factory=list)  # inner steps of a merged elementwise function
 
     @property
     def name(self) -> str:
@@ -86,6 +90,7 @@ class ExplainableGraph:
         self._merge_zero_pads()
         if fold_batchnorm:
             self._fold_batchnorms()
+        self._merge_elementwise()
         self._mark_nonnegative()
         self._mark_first_layers()
 
@@ -267,6 +272,30 @@ class ExplainableGraph:
         self._bypass(node, step.inputs[0])
         return True
 
+    def _merge_elementwise(self) -> None:
+        """Each maximal elementwise function ``h(x)`` of one tensor ``x`` that is more than a chain of activations
+        and constant scalings (a product ``x * g(x)``, a constant added inside, a power) becomes one
+        ``activation`` step with input ``x``; its inner steps stay for the forward pass and get no relevance."""
+        source: dict[fx.Node, fx.Node] = {}  # node -> the tensor it is an elementwise function of
+        inner: dict[fx.Node, list[fx.Node]] = {}  # node -> the steps between that tensor and it
+        for node, step in self.steps.items():
+            if not is_elementwise(node, step.kind) or not step.inputs:
+                continue
+            roots = {source.get(n, n) for n in step.inputs}
+            if len(roots) != 1:
+                continue
+            source[node] = roots.pop()
+            members = {m for n in step.inputs if n in source for m in inner[n] + [n]}
+            inner[node] = [n for n in self.steps if n in members]  # in forward order
+        for node, root in source.items():
+            if any(source.get(user) is root for user in node.users) and self.output is not node:
+                continue  # not the end of its elementwise function
+            steps = [self.steps[n] for n in inner[node]]
+            top = self.steps[node]
+            if all(s.kind in ("activation", "scale") and len(s.inputs) == 1 for s in steps + [top]):
+                continue  # a chain that every rule already passes through
+            top.kind, top.inputs, top.region = "activation", [root], steps
+
     def _merge_zero_pads(self) -> None:
         """A zero pad whose only consumer is a convolution becomes part of it: rules then see the unpadded input
         and send no relevance to the padded zeros (as Zennit does for a padded ``Conv2d``)."""
@@ -403,6 +432,9 @@ class ExplainableGraph:
         """Run one step on the values in ``env`` (``overrides`` replace some inputs, e.g. for a vjp)."""
         node = step.node
         values = env if not overrides else {**env, **overrides}
+        if overrides and step.region:  # a merged elementwise function: its inner steps see the overrides too
+            for inner in step.region:
+                values[inner.node] = self.evaluate(inner, values)
         if step.affine is not None:
             return step.affine(values[step.inputs[0]])
         return self._call(node, values)

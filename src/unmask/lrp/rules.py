@@ -267,7 +267,7 @@ class ZPlus(_Weighted):
         if layer.nonnegative[0]:
             zp = f(x, wp, _plus(b))
             lost = _without_contributions(relevance, zp)
-            s = divide_signed(relevance, zp, self.stabilizer, 1.0)
+            s = divide_signed(relevance, zp, self.stabilizer, 1.0) if self.stabilizer > 0 else divide(relevance, zp, 0)
             result = f.transpose(s, x, wp).mul_(x)
             if lost is not None:
                 sn = divide(lost, f(x, wn, _minus(b)), self.stabilizer)
