@@ -273,9 +273,10 @@ class ExplainableGraph:
         return True
 
     def _merge_elementwise(self) -> None:
-        """Each maximal elementwise function ``h(x)`` of one tensor ``x`` that is more than a chain of activations
-        and constant scalings (a product ``x * g(x)``, a constant added inside, a power) becomes one
-        ``activation`` step with input ``x``; its inner steps stay for the forward pass and get no relevance."""
+        """Each maximal elementwise function ``h(x)`` of one tensor ``x`` that combines ``x`` with itself (a product
+        ``x * g(x)``, a sum ``x + c x^3``) or is non-linear with constants inside (``relu6(x + 3)``) becomes one
+        ``activation`` step with input ``x``; its inner steps stay for the forward pass and get no relevance.
+        Affine ones (``x * c + d``) are left to BatchNorm folding and their own rules."""
         source: dict[fx.Node, fx.Node] = {}  # node -> the tensor it is an elementwise function of
         inner: dict[fx.Node, list[fx.Node]] = {}  # node -> the steps between that tensor and it
         for node, step in self.steps.items():
@@ -290,10 +291,13 @@ class ExplainableGraph:
         for node, root in source.items():
             if any(source.get(user) is root for user in node.users) and self.output is not node:
                 continue  # not the end of its elementwise function
-            steps = [self.steps[n] for n in inner[node]]
             top = self.steps[node]
-            if all(s.kind in ("activation", "scale") and len(s.inputs) == 1 for s in steps + [top]):
-                continue  # a chain that every rule already passes through
+            steps = [self.steps[n] for n in inner[node]]
+            function = steps + [top]
+            combines = any(len(s.inputs) > 1 for s in function)  # x * g(x), x + c x^3
+            nonlinear = any(s.kind not in ("scale", "sum") for s in function)
+            if not combines and (not nonlinear or all(s.kind in ("activation", "scale") for s in function)):
+                continue  # affine (x * c + d: folded or its own steps), or a chain every rule passes through
             top.kind, top.inputs, top.region = "activation", [root], steps
 
     def _merge_zero_pads(self) -> None:
