@@ -188,7 +188,8 @@ def _average_pool_of(layer: "Layer") -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class Gate(Rule):
-    """A product ``signal * gate`` (squeeze-excitation, attention masks): all relevance goes to the signal.
+    """A product ``signal * gate`` (squeeze-excitation, attention masks): all relevance goes to the signal
+    (signal-take-all, Arras et al. 2017).
 
     ``signal`` picks the input index; by default the input with the output's shape when the other one
     broadcasts (fewer elements).
