@@ -188,7 +188,8 @@ def _average_pool_of(layer: "Layer") -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class Gate(Rule):
-    """A product ``signal * gate`` (squeeze-excitation, attention masks): all relevance goes to the signal.
+    """A product ``signal * gate`` (squeeze-excitation, attention masks): all relevance goes to the signal
+    (signal-take-all, Arras et al. 2017).
 
     ``signal`` picks the input index; by default the input with the output's shape when the other one
     broadcasts (fewer elements).
@@ -251,6 +252,12 @@ def _minus(t: torch.Tensor | None) -> torch.Tensor | None:
 class ZPlus(_Weighted):
     """LRP-z+ (Montavon et al. 2017), alpha=1, beta=0 generalised to negative inputs:
     ``z+ = f(x+; W+, b+) + f(x-; W-)``, ``R_j = x+_j [W+^T s]_j + x-_j [W-^T s]_j``, ``s = R / stab(z+)``.
+
+    An output with no positive contribution at all (``z+ = 0``, so ``z <= 0``) would drop the relevance it
+    receives: there, and only there, relevance goes to the negative contributions
+    ``z- = f(x+; W-, b-) + f(x-; W+)`` instead (the limit gamma -> inf of the generalised gamma rule, see
+    :class:`Gamma`). In ReLU networks such outputs receive no relevance; after linear bottlenecks, hard-swish
+    or SiLU (MobileNetV3, GhostNet, MixNet) they do, and the rule conserves only with this completion.
     """
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
@@ -259,11 +266,32 @@ class ZPlus(_Weighted):
         w, b = f.weight, self._bias(f)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         if layer.nonnegative[0]:
-            s = divide_signed(relevance, f(x, wp, _plus(b)), self.stabilizer, 1.0)
-            return [f.transpose(s, x, wp).mul_(x)]
+            zp = f(x, wp, _plus(b))
+            lost = _without_contributions(relevance, zp)
+            s = divide_signed(relevance, zp, self.stabilizer, 1.0) if self.stabilizer > 0 else divide(relevance, zp, 0)
+            result = f.transpose(s, x, wp).mul_(x)
+            if lost is not None:
+                sn = divide(lost, f(x, wn, _minus(b)), self.stabilizer)
+                result.add_(f.transpose(sn, x, wn).mul_(x))
+            return [result]
         xp, xn = x.clamp(min=0), x.clamp(max=0)
-        s = divide(relevance, f(xp, wp, _plus(b)) + f(xn, wn, None), self.stabilizer)
-        return [xp * f.transpose(s, x, wp) + xn * f.transpose(s, x, wn)]
+        zp = f(xp, wp, _plus(b)) + f(xn, wn, None)
+        lost = _without_contributions(relevance, zp)
+        s = divide(relevance, zp, self.stabilizer)
+        result = xp * f.transpose(s, x, wp) + xn * f.transpose(s, x, wn)
+        if lost is not None:
+            sn = divide(lost, f(xp, wn, _minus(b)) + f(xn, wp, None), self.stabilizer)
+            result += xp * f.transpose(sn, x, wn) + xn * f.transpose(sn, x, wp)
+        return [result]
+
+
+def _without_contributions(relevance: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None:
+    """The relevance at outputs where ``z == 0`` (zero elsewhere), or ``None`` if there is none."""
+    empty = z == 0
+    if not bool(empty.any()):
+        return None
+    lost = torch.where(empty, relevance, _scalar(0.0, relevance))
+    return lost if bool(lost.any()) else None
 
 
 class AlphaBeta(_Weighted):
