@@ -2,12 +2,15 @@
 depthwise, transposed, mode-padded and dense layers, with signed and non-negative inputs; Zennit as the oracle."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
 import unmask
 from unmask.graph.linear import Affine
+from unmask.lrp import rules
 
 from zennit_oracle import import_zennit
 
@@ -46,6 +49,20 @@ def test_blocks_equal_separate_calls(name, f, shape):
     gathered = blocks.gather()
     want = sum(x * sum(f.transpose(s, x, row[j]) for s, row in zip(ratios, ws)) for j, x in enumerate(xs))
     torch.testing.assert_close(gathered, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, f, shape", affines(), ids=[a[0] for a in affines()])
+def test_flat_counts_once_per_group_as_the_full_formula(name, f, shape):
+    """Flat's shortcut (one receptive-field count per group, relevance summed over a group's outputs first)
+    against ``R_j = sum_k 1 / (sum_i 1) R_k`` with every weight and input set to one."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64)
+    out = f(x)
+    relevance = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    layer = SimpleNamespace(affine=f, inputs=[x], output=out, nonnegative=[False], describe=lambda: name)
+    ones = torch.ones_like(f.weight)
+    expected = f.transpose(relevance / (f(torch.ones_like(x), ones, None) + 1e-6), x, ones)
+    torch.testing.assert_close(rules.Flat()(layer, relevance)[0], expected, rtol=1e-12, atol=1e-12)
 
 
 class Mixed(nn.Module):
