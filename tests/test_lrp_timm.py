@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import unmask
-from models import zero_shifts
+from models import calibrate_batchnorm, zero_shifts
 from torchvision_standin import install
 from zennit_oracle import (efficientnet_lite_batchnorms, efficientnet_lite_canonizers, fold_batchnorms_in_float64,
                            import_zennit)
@@ -31,10 +31,11 @@ def unfolded_batchnorms(graph) -> list[str]:
             and graph.steps.get(s.inputs[0]) is not None and graph.steps[s.inputs[0]].affine is not None]
 
 
-@pytest.mark.parametrize("name", ["res2net50_26w_4s", "cspresnet50", "regnetx_016", "repvgg_a0"])
+@pytest.mark.parametrize("name", ["res2net50_26w_4s", "cspresnet50", "regnetx_016", "repvgg_a0", "inception_v3"])
 def test_lrp0_is_gradient_times_input_on_timm_models(name):
     model = zero_shifts(create(name, torch.float64))
-    x = torch.randn(1, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    size = 75 if name == "inception_v3" else 64  # the smallest input inception_v3 takes
+    x = torch.randn(1, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     explainer = unmask.LRP(model, unmask.lrp.preset("epsilon", epsilon=0.0, stabilizer=0.0))
     relevance = explainer.explain(x, target=3).relevance
     leaf = x.clone().requires_grad_(True)
@@ -45,6 +46,25 @@ def test_lrp0_is_gradient_times_input_on_timm_models(name):
         kinds = [s.kind for s in explainer.graph.ordered()]
         assert kinds.count("batchnorm") == 0 and kinds.count("activation") > 0
         assert sum(len(s.merged) for s in explainer.graph.ordered()) == 59
+
+
+CONSERVING = ["efficientnet_b0", "mobilenetv3_large_100", "ghostnet_100", "mixnet_m", "tf_efficientnet_lite0",
+              "nfnet_l0", "regnety_016", "rexnet_100"]
+
+
+@pytest.mark.parametrize("name", CONSERVING)
+def test_presets_conserve_without_biases_on_timm_models(name):
+    """Random weights, BatchNorm statistics estimated on a random batch (so activations have a trained network's
+    scale, not 1e-5, where the stabilisers' 1e-6 would take a visible share), then every bias and BatchNorm mean
+    zero: z+ and gamma must send the whole logit to the input through SiLU / hard-swish, squeeze-excitation
+    gates, linear bottlenecks, mixed and ghost convolutions."""
+    model = create(name)
+    generator = torch.Generator().manual_seed(0)
+    zero_shifts(calibrate_batchnorm(model, torch.randn(8, 3, 64, 64, generator=generator)))
+    x = torch.randn(1, 3, 64, 64, generator=generator)
+    for method in ("lrp.epsilon_plus_flat", "lrp.epsilon_gamma_box"):
+        share = unmask.explain(model, x, method, target=3, zero_bias=True).conserved_share()
+        assert ((share - 1).abs() < 0.05).all(), (method, share)
 
 
 @pytest.mark.parametrize("name", ["tf_efficientnet_lite0"])

@@ -7,6 +7,9 @@ Canonization works on the traced copy, never on the user's model. It
 - folds each BatchNorm into the weighted layer before it (``W' = W a``, ``b' = b a + c`` with
   ``a = gamma / sqrt(var + eps)``, ``c = beta - mean a``), or into the dense / unpadded convolution
   after it (``W' = W diag(a)``, ``b' = b + W c``); other BatchNorms stay as elementwise affine layers;
+- merges an elementwise function of one tensor written as several steps (``x * relu6(x + 3) / 6``,
+  ``x * sigmoid(x)``) into one ``activation`` step of that tensor: relevance passes as through any
+  activation, instead of a product sending it to one factor and added constants absorbing it;
 - marks which values are non-negative whatever the input (after a ReLU), so rules can skip passes;
 - marks the first weighted layers: those that consume the input in the graph.
 """
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .kinds import makes_nonnegative, node_kind
+from .kinds import is_elementwise, makes_nonnegative, node_kind
 from .linear import Affine
 from .trace import owner, trace
 
@@ -48,6 +51,7 @@ class Step:
     nonnegative: bool = False
     first: bool = False
     merged: list[str] = field(default_factory=list)  # the BatchNorms (and constant scalings) folded in
+    region: list["Step"] = field(default_factory=list)  # inner steps of a merged elementwise function
 
     @property
     def name(self) -> str:
@@ -86,6 +90,7 @@ class ExplainableGraph:
         self._merge_zero_pads()
         if fold_batchnorm:
             self._fold_batchnorms()
+        self._merge_elementwise()
         self._mark_nonnegative()
         self._mark_first_layers()
 
@@ -213,6 +218,8 @@ class ExplainableGraph:
                 continue
             scale, shift = channel_map
             producer = self._producer(step.inputs[0])
+            if step.kind == "batchnorm" and self._fold_into_concatenated(node, step, producer, scale, shift):
+                continue
             before = self.steps.get(producer)
             if before is not None and before.affine is not None and self._consumers(producer) == 1 and not (
                 before.affine.transposed and before.affine.groups != 1
@@ -236,6 +243,62 @@ class ExplainableGraph:
                     s.affine = _fold_forward(s.affine, scale, shift)
                     self._merged_into(s, step)
                 self._bypass(node, step.inputs[0])
+
+    def _fold_into_concatenated(self, node: fx.Node, step: Step, producer: fx.Node, scale: torch.Tensor,
+                                shift: torch.Tensor) -> bool:
+        """A BatchNorm after ``torch.cat`` of weighted layers along channels (MixNet's mixed convolutions:
+        split -> one convolution per chunk -> cat -> BatchNorm) is folded slice by slice: each layer gets the
+        part of ``(scale, shift)`` that normalises its own output channels."""
+        cat = self.steps.get(producer)
+        if (cat is None or cat.node.op != "call_function" or cat.node.target not in (torch.cat, torch.concat)
+                or self._consumers(producer) != 1):
+            return False
+        bound = {**dict(zip(("tensors", "dim"), cat.node.args)), **cat.node.kwargs}
+        pieces = bound.get("tensors")
+        if bound.get("dim", 0) != 1 or not isinstance(pieces, (list, tuple)) or len(set(pieces)) != len(pieces):
+            return False
+        layers = [self.steps.get(self._producer(p)) if isinstance(p, fx.Node) else None for p in pieces]
+        if not all(layer is not None and layer.affine is not None and self._consumers(layer.node) == 1
+                   and not (layer.affine.transposed and layer.affine.groups != 1) for layer in layers):
+            return False
+        channels = [layer.affine.weight.shape[layer.affine.out_channel_dim] for layer in layers]
+        if sum(channels) != scale.numel():
+            return False
+        start = 0
+        for layer, count in zip(layers, channels):
+            layer.affine = layer.affine.scaled(scale[start:start + count], shift[start:start + count])
+            self._merged_into(layer, step)
+            start += count
+        self._bypass(node, step.inputs[0])
+        return True
+
+    def _merge_elementwise(self) -> None:
+        """Each maximal elementwise function ``h(x)`` of one tensor ``x`` that combines ``x`` with itself (a product
+        ``x * g(x)``, a sum ``x + c x^3``) or is non-linear with constants inside (``relu6(x + 3)``) becomes one
+        ``activation`` step with input ``x``; its inner steps stay for the forward pass and get no relevance.
+        Affine ones (``x * c + d``) are left to BatchNorm folding and their own rules."""
+        source: dict[fx.Node, fx.Node] = {}  # node -> the tensor it is an elementwise function of
+        inner: dict[fx.Node, list[fx.Node]] = {}  # node -> the steps between that tensor and it
+        for node, step in self.steps.items():
+            if not is_elementwise(node, step.kind) or not step.inputs:
+                continue
+            roots = {source.get(n, n) for n in step.inputs}
+            if len(roots) != 1:
+                continue
+            source[node] = roots.pop()
+            members = {m for n in step.inputs if n in source for m in inner[n] + [n]}
+            inner[node] = [n for n in self.steps if n in members]  # in forward order
+        for node, root in source.items():
+            if any(source.get(user) is root for user in node.users) and self.output is not node:
+                continue  # not the end of its elementwise function
+            top = self.steps[node]
+            steps = [self.steps[n] for n in inner[node]]
+            function = steps + [top]
+            combines = any(len(s.inputs) > 1 for s in function)  # x * g(x), x + c x^3
+            nonlinear = any(s.kind not in ("scale", "sum") for s in function)
+            if not combines and (not nonlinear or all(s.kind in ("activation", "scale") for s in function)):
+                continue  # affine (x * c + d: folded or its own steps), or a chain every rule passes through
+            top.kind, top.inputs, top.region = "activation", [root], steps
 
     def _merge_zero_pads(self) -> None:
         """A zero pad whose only consumer is a convolution becomes part of it: rules then see the unpadded input
@@ -373,6 +436,9 @@ class ExplainableGraph:
         """Run one step on the values in ``env`` (``overrides`` replace some inputs, e.g. for a vjp)."""
         node = step.node
         values = env if not overrides else {**env, **overrides}
+        if overrides and step.region:  # a merged elementwise function: its inner steps see the overrides too
+            for inner in step.region:
+                values[inner.node] = self.evaluate(inner, values)
         if step.affine is not None:
             return step.affine(values[step.inputs[0]])
         return self._call(node, values)

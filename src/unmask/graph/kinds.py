@@ -5,6 +5,12 @@ non-linearities), ``maxpool``, ``avgpool`` (average pooling, means, sums, biline
 ``sum`` (adding or subtracting input-dependent tensors), ``structure`` (reshape, cat, pad, slice,
 dropout: relevance is routed, not changed), ``scale`` (multiplication by a constant), ``gate``
 (product of two input-dependent tensors), ``input``, ``constant`` and ``other`` (unknown).
+
+An elementwise function of one tensor written as several steps (hard-swish ``x * relu6(x + 3) / 6``,
+swish ``x * sigmoid(x)``, GELU-tanh ``0.5 x (1 + tanh(c (x + 0.044715 x^3)))``, hard-sigmoid
+``relu6(x + 3) / 6``) is one ``activation`` of that tensor after canonization (see
+:func:`is_elementwise` and :mod:`unmask.graph.canonize`): a product ``x * g(x)`` is then no gate, and
+constants added inside it are no biases.
 """
 from __future__ import annotations
 
@@ -161,3 +167,22 @@ def makes_nonnegative(node: fx.Node, module: nn.Module | None) -> bool:
             low = node.kwargs.get("min", node.args[1] if len(node.args) > 1 else None)
             return isinstance(low, (int, float)) and low >= 0
     return False
+
+
+# Elementwise operations of their tensor inputs (constants broadcast): a graph of them computed from one
+# tensor is an elementwise function of it.
+_ELEMENTWISE_KINDS = frozenset({"activation", "scale", "sum", "gate"})
+_ELEMENTWISE_FUNCTIONS = {operator.pow, torch.pow, torch.exp, torch.log, torch.sqrt, torch.rsqrt, torch.abs,
+                          torch.erf, torch.square, torch.reciprocal}
+_ELEMENTWISE_METHODS = frozenset({"pow", "__pow__", "exp", "log", "sqrt", "rsqrt", "abs", "erf", "square",
+                                  "reciprocal"})
+
+
+def is_elementwise(node: fx.Node, kind: str) -> bool:
+    """True if the node computes each output element from the same element of its tensor inputs (activations,
+    arithmetic with constants or between tensors, powers, exponentials)."""
+    if node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS:
+        return True
+    if node.op == "call_method" and node.target in _ELEMENTWISE_METHODS:
+        return True
+    return kind in _ELEMENTWISE_KINDS

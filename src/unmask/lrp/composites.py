@@ -7,7 +7,9 @@ see :mod:`unmask.graph.kinds`) or by function (``torch.cat``), and finally the d
 
 Defaults: activations ``Pass``; reshapes, concatenations, paddings and max pooling ``Gradient``
 (max pooling: winner-take-all); average pooling, means and residual sums ``Norm``; scalings ``Pass``;
-products of two input-dependent tensors ``Gate``; BatchNorm that could not be folded, convolutions
+products of two input-dependent tensors ``Gate`` (signal-take-all, Arras et al. 2017: a squeeze-excitation
+``x * sigmoid(...)`` sends all relevance to ``x``); an elementwise function of one tensor written as several
+steps (``x * relu6(x + 3) / 6``, ``x * sigmoid(x)``) is one activation, ``Pass``; BatchNorm that could not be folded, convolutions
 and dense layers ``Epsilon``; the transformer kinds as AttnLRP (:mod:`unmask.lrp.transformer`):
 LayerNorm / GroupNorm ``LayerNormEpsilon``, RMSNorm ``Pass``, softmax ``SoftmaxTaylor``, matrix
 products ``MatMul``, fused attention ``Attention``. ``lrp.attnlrp`` also splits elementwise products of

@@ -188,7 +188,8 @@ def _average_pool_of(layer: "Layer") -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class Gate(Rule):
-    """A product ``signal * gate`` (squeeze-excitation, attention masks): all relevance goes to the signal.
+    """A product ``signal * gate`` (squeeze-excitation, attention masks): all relevance goes to the signal
+    (signal-take-all, Arras et al. 2017).
 
     ``signal`` picks the input index; by default the input with the output's shape when the other one
     broadcasts (fewer elements).
@@ -277,17 +278,42 @@ def _divide_into(relevance: torch.Tensor, z: torch.Tensor, epsilon: float) -> to
 class ZPlus(_Weighted):
     """LRP-z+ (Montavon et al. 2017), alpha=1, beta=0 generalised to negative inputs:
     ``z+ = f(x+; W+, b+) + f(x-; W-)``, ``R_j = x+_j [W+^T s]_j + x-_j [W-^T s]_j``, ``s = R / stab(z+)``.
+
+    An output with no positive contribution at all (``z+ = 0``, so ``z <= 0``) would drop the relevance it
+    receives: there, and only there, relevance goes to the negative contributions
+    ``z- = f(x+; W-, b-) + f(x-; W+)`` instead (the limit gamma -> inf of the generalised gamma rule, see
+    :class:`Gamma`). In ReLU networks such outputs receive no relevance; after linear bottlenecks, hard-swish
+    or SiLU (MobileNetV3, GhostNet, MixNet) they do, and the rule conserves only with this completion.
     """
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         self._check(layer)
         f, (x,) = layer.affine, layer.inputs
         w, b = f.weight, self._bias(f)
-        parts, weights = _signed(x, layer.nonnegative[0], [[w.clamp(min=0), w.clamp(max=0)]])
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        parts, weights = _signed(x, layer.nonnegative[0], [[wp, wn]])
         blocks = f.blocks(parts, weights)
         (z,) = blocks.evaluate([_plus(b)], [self.stabilizer])  # z+ >= 0: stabilised through the bias
+        lost = None
+        if z.numel() and bool(z.amin() <= self.stabilizer):  # some output may lack positive contributions: test exactly
+            lost = _without_contributions(relevance, f.blocks(parts, weights).evaluate([_plus(b)])[0])
         _ratio_into(relevance, z, self.stabilizer)
-        return [blocks.gather()]
+        result = blocks.gather()
+        if lost is not None:  # z- = f(x+; W-, b-) + f(x-; W+) takes the relevance of those outputs
+            negative = f.blocks(parts, [[wn, wp][:len(parts)]])
+            (z_neg,) = negative.evaluate([_minus(b)])
+            _divide_into(lost, z_neg, self.stabilizer)
+            result.add_(negative.gather())
+        return [result]
+
+
+def _without_contributions(relevance: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None:
+    """The relevance at outputs where ``z == 0`` (zero elsewhere), or ``None`` if there is none."""
+    empty = z == 0
+    if not bool(empty.any()):
+        return None
+    lost = torch.where(empty, relevance, _scalar(0.0, relevance))
+    return lost if bool(lost.any()) else None
 
 
 class AlphaBeta(_Weighted):
