@@ -67,21 +67,22 @@ def test_flat_counts_once_per_group_as_the_full_formula(name, f, shape):
 
 class Mixed(nn.Module):
     """Convolutions of every kind, some on signed inputs (no activation before them), so every rule takes both
-    its general and its non-negative form."""
+    its general and its non-negative form. Every layer whose outputs can lack positive contributions
+    (``z+ = 0``) is followed by a ReLU, so no relevance reaches those outputs and z+ needs no completion."""
 
     def __init__(self):
         super().__init__()
         self.first = nn.Conv2d(3, 8, 3, padding=1)
         self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=2)  # signed input
-        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8, padding_mode="reflect")
         self.up = nn.ConvTranspose2d(8, 4, 2, stride=2, groups=2)  # signed input
+        self.depthwise = nn.Conv2d(4, 4, 3, padding=1, groups=4, padding_mode="reflect")
         self.pool = nn.AvgPool2d(4)
         self.fc = nn.Linear(4 * 8 * 8, 16)
         self.head = nn.Linear(16, 5)  # signed input
 
     def forward(self, x):
-        x = torch.relu(self.grouped(self.first(x)))
-        x = self.pool(torch.relu(self.up(self.depthwise(x))))
+        x = torch.relu(self.up(self.grouped(self.first(x))))
+        x = self.pool(torch.relu(self.depthwise(x)))
         return self.head(self.fc(x.flatten(1)))
 
 
