@@ -56,6 +56,19 @@ class Affine:
         return cls("linear", weight, bias)
 
     @property
+    def out_channels(self) -> int:
+        """Number of output channels (features for a dense layer)."""
+        return self.weight.shape[1] * self.groups if self.transposed else self.weight.shape[0]
+
+    def shifted_bias(self, bias: torch.Tensor | None, shift: float) -> torch.Tensor | None:
+        """``bias + shift`` per output channel (``bias=None`` counts as zeros); ``None`` when there is neither."""
+        if not shift:
+            return bias
+        if bias is None:
+            return torch.full((self.out_channels,), shift, dtype=self.weight.dtype, device=self.weight.device)
+        return bias + shift
+
+    @property
     def out_channel_dim(self) -> int:
         """Dimension of ``weight`` that indexes output channels."""
         return 1 if self.transposed else 0
@@ -129,3 +142,85 @@ class Affine:
                                                                      for n in (low[d], high[d])])
         return Affine(self.kind, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
                       pad=pad)
+
+    def blocks(self, inputs: list[torch.Tensor], weights: list[list[torch.Tensor]]) -> "Blocks":
+        """This layer on several input blocks with a block matrix of weights, as one call (see :class:`Blocks`)."""
+        return Blocks(self, inputs, weights)
+
+
+class Blocks:
+    """One evaluation and one transpose of a layer for several (input, weight) pairs at once.
+
+    With input blocks ``x_j`` and weights ``W_ij`` (output block ``i``, input block ``j``; only the first
+    ``len(inputs)`` columns are used), :meth:`evaluate` gives ``z_i = sum_j f(x_j; W_ij) + b_i`` and
+    :meth:`gather` gives ``sum_j x_j * [sum_i W_ij^T s_i]``, where ``s_i`` is what the caller wrote into the
+    blocks ``z_i`` in place. The blocks are stacked along channels (for grouped convolutions in the order
+    group, block, channel, so groups stay intact): the same arithmetic as separate calls, with one pass over
+    the output-sized tensors instead of one per pair; rules such as z+ on ``[x+, x-]`` or alpha-beta's two
+    halves need one call each way instead of four.
+    """
+
+    def __init__(self, affine: Affine, inputs: list[torch.Tensor], weights: list[list[torch.Tensor]]):
+        self.affine, self.inputs = affine, list(inputs)
+        rows = [list(row[:len(inputs)]) for row in weights]
+        self.rows = len(rows)
+        linear = affine.kind == "linear"
+        self.groups = 1 if linear else affine.groups
+        self._dim = -1 if linear else 1  # channel dimension of inputs and outputs
+        in_dim, out_dim = (0, 1) if affine.transposed else (1, 0)  # weight dimensions of inputs and outputs
+        in_grouped, out_grouped = affine.transposed, not affine.transposed and not linear
+        self.x = self._stack(self.inputs, self._dim, self.groups)
+        self.weight = self._stack([self._stack(row, in_dim, self.groups if in_grouped else 1) for row in rows],
+                                  out_dim, self.groups if out_grouped else 1)
+        self.buffer: torch.Tensor | None = None
+
+    @staticmethod
+    def _stack(parts: list[torch.Tensor], dim: int, groups: int) -> torch.Tensor:
+        """Concatenate along ``dim``, group by group (order: group, part, channel within the group)."""
+        if len(parts) == 1:
+            return parts[0]
+        if groups == 1:
+            return torch.cat(parts, dim)
+        dim = dim % parts[0].dim()
+        return torch.stack([p.unflatten(dim, (groups, -1)) for p in parts], dim + 1).flatten(dim, dim + 2)
+
+    def block(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A tensor shaped like the layer's output, shaped like one output block (split by groups)."""
+        if self.groups == 1 or self.rows == 1:
+            return tensor
+        return tensor.unflatten(self._dim, (self.groups, -1))
+
+    def evaluate(self, biases: list[torch.Tensor | None] | None = None, shifts: list[float] | None = None
+                 ) -> list[torch.Tensor]:
+        """``z_i = sum_j f(x_j; W_ij) + b_i + shift_i`` as views of one buffer, each shaped like :meth:`block`.
+
+        ``shifts`` (e.g. a stabiliser of known sign) are added through the bias, without a pass of their own.
+        """
+        biases = list(biases) if biases is not None else [None] * self.rows
+        shifts = list(shifts) if shifts is not None else [0.0] * self.rows
+        bias = None
+        if any(b is not None for b in biases) or any(shifts):
+            parts = [self.affine.shifted_bias(b, s) for b, s in zip(biases, shifts)]
+            zeros = torch.zeros(self.affine.out_channels, dtype=self.weight.dtype, device=self.weight.device)
+            bias = self._stack([zeros if p is None else p for p in parts], 0, self.groups)
+        self.buffer = self.affine(self.x, self.weight, bias)
+        if self.rows == 1:
+            return [self.buffer]
+        if self.groups == 1:
+            return list(self.buffer.chunk(self.rows, self._dim))
+        split = self.buffer.unflatten(self._dim, (self.groups, self.rows, -1))
+        return list(split.unbind(self._dim % split.dim() + 1))
+
+    def gather(self, ratios: torch.Tensor | None = None) -> torch.Tensor:
+        """``sum_j x_j * [sum_i W_ij^T s_i]`` for the ``s_i`` written into the blocks of :meth:`evaluate`
+        (or, with one output block, for ``ratios`` shaped like the layer's output)."""
+        ratios = self.buffer if ratios is None else ratios
+        if ratios is None:
+            raise RuntimeError("Blocks.gather needs evaluate() first or the ratios")
+        grad = self.affine.transpose(ratios, self.x, self.weight)
+        self.buffer = None
+        if len(self.inputs) == 1:
+            return grad.mul_(self.inputs[0])
+        grad.mul_(self.x)
+        dim = self._dim % grad.dim()
+        return grad.unflatten(dim, (self.groups, len(self.inputs), -1)).sum(dim + 1).flatten(dim, dim + 1)

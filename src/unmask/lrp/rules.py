@@ -249,6 +249,32 @@ def _minus(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.clamp(max=0)
 
 
+def _signed(x: torch.Tensor, nonnegative: bool, weights: list[list[torch.Tensor]]
+            ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """The input blocks ``[x+, x-]`` of a rule that treats the two signs apart, and its weights per block;
+    for ``x >= 0`` only ``x`` with the first weight column (the ``x-`` terms are zero)."""
+    if nonnegative:
+        return [x], [row[:1] for row in weights]
+    return [x.clamp(min=0), x.clamp(max=0)], weights
+
+
+def _ratio_into(relevance: torch.Tensor, z: torch.Tensor, stabilizer: float,
+                denominator: torch.Tensor | None = None) -> torch.Tensor:
+    """``s = R / z`` written into ``z`` (``z`` already stabilised with its known sign, or ``denominator`` if
+    given); with a zero stabiliser a zero denominator gives 0, as in :func:`divide`."""
+    denominator = z if denominator is None else denominator
+    if stabilizer > 0:
+        return torch.div(relevance, denominator, out=z)
+    return z.copy_(divide(relevance, denominator, 0.0))
+
+
+def _divide_into(relevance: torch.Tensor, z: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """:func:`divide` written into ``z``'s memory: ``R / stab(z)`` for ``z`` of either sign."""
+    if epsilon > 0:
+        return torch.div(relevance, stabilize(z, epsilon), out=z)
+    return z.copy_(divide(relevance, z, 0.0))
+
+
 class ZPlus(_Weighted):
     """LRP-z+ (Montavon et al. 2017), alpha=1, beta=0 generalised to negative inputs:
     ``z+ = f(x+; W+, b+) + f(x-; W-)``, ``R_j = x+_j [W+^T s]_j + x-_j [W-^T s]_j``, ``s = R / stab(z+)``.
@@ -265,23 +291,19 @@ class ZPlus(_Weighted):
         f, (x,) = layer.affine, layer.inputs
         w, b = f.weight, self._bias(f)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        if layer.nonnegative[0]:
-            zp = f(x, wp, _plus(b))
-            lost = _without_contributions(relevance, zp)
-            s = divide_signed(relevance, zp, self.stabilizer, 1.0) if self.stabilizer > 0 else divide(relevance, zp, 0)
-            result = f.transpose(s, x, wp).mul_(x)
-            if lost is not None:
-                sn = divide(lost, f(x, wn, _minus(b)), self.stabilizer)
-                result.add_(f.transpose(sn, x, wn).mul_(x))
-            return [result]
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
-        zp = f(xp, wp, _plus(b)) + f(xn, wn, None)
-        lost = _without_contributions(relevance, zp)
-        s = divide(relevance, zp, self.stabilizer)
-        result = xp * f.transpose(s, x, wp) + xn * f.transpose(s, x, wn)
-        if lost is not None:
-            sn = divide(lost, f(xp, wn, _minus(b)) + f(xn, wp, None), self.stabilizer)
-            result += xp * f.transpose(sn, x, wn) + xn * f.transpose(sn, x, wp)
+        parts, weights = _signed(x, layer.nonnegative[0], [[wp, wn]])
+        blocks = f.blocks(parts, weights)
+        (z,) = blocks.evaluate([_plus(b)], [self.stabilizer])  # z+ >= 0: stabilised through the bias
+        lost = None
+        if z.numel() and bool(z.amin() <= self.stabilizer):  # some output may lack positive contributions: test exactly
+            lost = _without_contributions(relevance, f.blocks(parts, weights).evaluate([_plus(b)])[0])
+        _ratio_into(relevance, z, self.stabilizer)
+        result = blocks.gather()
+        if lost is not None:  # z- = f(x+; W-, b-) + f(x-; W+) takes the relevance of those outputs
+            negative = f.blocks(parts, [[wn, wp][:len(parts)]])
+            (z_neg,) = negative.evaluate([_minus(b)])
+            _divide_into(lost, z_neg, self.stabilizer)
+            result.add_(negative.gather())
         return [result]
 
 
@@ -314,17 +336,13 @@ class AlphaBeta(_Weighted):
         f, (x,) = layer.affine, layer.inputs
         w, b = f.weight, self._bias(f)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        if layer.nonnegative[0]:
-            sp = divide_signed(relevance, f(x, wp, _plus(b)), self.stabilizer, 1.0)
-            sn = divide_signed(relevance, f(x, wn, _minus(b)), self.stabilizer, -1.0)
-            combined = f.transpose(sp, x, wp).mul_(self.alpha).sub_(f.transpose(sn, x, wn), alpha=self.beta)
-            return [combined.mul_(x)]
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
-        sp = divide(relevance, f(xp, wp, _plus(b)) + f(xn, wn, None), self.stabilizer)
-        sn = divide(relevance, f(xp, wn, _minus(b)) + f(xn, wp, None), self.stabilizer)
-        positive = xp * f.transpose(sp, x, wp) + xn * f.transpose(sp, x, wn)
-        negative = xp * f.transpose(sn, x, wn) + xn * f.transpose(sn, x, wp)
-        return [self.alpha * positive - self.beta * negative]
+        parts, weights = _signed(x, layer.nonnegative[0], [[wp, wn], [wn, wp]])
+        blocks = f.blocks(parts, weights)  # z+ >= 0 and z- <= 0, stabilised through the biases
+        z_pos, z_neg = blocks.evaluate([_plus(b), _minus(b)], [self.stabilizer, -self.stabilizer])
+        r = blocks.block(relevance)
+        _ratio_into(r, z_pos, self.stabilizer).mul_(self.alpha)
+        _ratio_into(r, z_neg, self.stabilizer).mul_(-self.beta)
+        return [blocks.gather()]
 
 
 class Gamma(_Weighted):
@@ -352,26 +370,26 @@ class Gamma(_Weighted):
             return [self._nonnegative(f, x, z, relevance, w_up, b_up)]
         w_down = w + g * w.clamp(max=0)
         b_down = None if b is None else b + g * b.clamp(max=0)
-        zero = _scalar(0.0, relevance)
-        r_pos, r_neg = torch.where(z > 0, relevance, zero), torch.where(z < 0, relevance, zero)
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
-        sp = divide(r_pos, f(xp, w_up, b_up) + f(xn, w_down, None), self.stabilizer)
-        sn = divide(r_neg, f(xp, w_down, b_down) + f(xn, w_up, None), self.stabilizer)
-        up_from_p, down_from_p = f.transpose(sp, x, w_up), f.transpose(sp, x, w_down)
-        up_from_n, down_from_n = f.transpose(sn, x, w_up), f.transpose(sn, x, w_down)
-        return [xp * (up_from_p + down_from_n) + xn * (down_from_p + up_from_n)]
+        parts, weights = _signed(x, layer.nonnegative[0], [[w_up, w_down], [w_down, w_up]])
+        blocks = f.blocks(parts, weights)
+        z_up, z_down = blocks.evaluate([b_up, b_down])
+        r, signs = blocks.block(relevance), blocks.block(z)
+        _divide_into(r, z_up, self.stabilizer).masked_fill_(signs <= 0, 0.0)
+        _divide_into(r, z_down, self.stabilizer).masked_fill_(signs >= 0, 0.0)
+        return [blocks.gather()]
 
     def _nonnegative(self, f: Any, x: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor,
                      w_up: torch.Tensor, b_up: torch.Tensor | None) -> torch.Tensor:
         """``x >= 0``: since ``W^ + W_ = (2 + gamma) W``, ``f(x; W_, b_) = (2 + gamma) z - f(x; W^, b^)``, so
         one modified forward and two transposes suffice. Where ``z > 0`` the denominator ``f(x; W^, b^) >= z``
-        is positive, where ``z < 0`` the other one is ``<= z``: each is stabilised by its known sign and
-        masked in place, without temporaries the size of the activations."""
+        is positive, where ``z < 0`` the other one is ``<= z``: the stabiliser comes in through the bias
+        (``(2 + gamma) z - (f(x; W^, b^) + eps) = f(x; W_, b_) - eps``) and each is masked in place, without
+        temporaries the size of the activations."""
         g = self.gamma
-        z_up = f(x, w_up, b_up)
+        z_up = f(x, w_up, f.shifted_bias(b_up, self.stabilizer))
         z_down = torch.mul(z, 2 + g).sub_(z_up)
-        sp = torch.div(relevance, z_up.add_(self.stabilizer), out=z_up).masked_fill_(z <= 0, 0.0)
-        sn = torch.div(relevance, z_down.sub_(self.stabilizer), out=z_down).masked_fill_(z >= 0, 0.0)
+        sp = torch.div(relevance, z_up, out=z_up).masked_fill_(z <= 0, 0.0)
+        sn = torch.div(relevance, z_down, out=z_down).masked_fill_(z >= 0, 0.0)
         grad = f.transpose(sp.sub_(sn), x, w_up).add_(f.transpose(sn, x, f.weight), alpha=2 + g)
         return grad.mul_(x)
 
@@ -396,9 +414,10 @@ class ZBox(_Weighted):
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         low = _bound(self.low, x, torch.amin)
         high = _bound(self.high, x, torch.amax)
-        z = self._output(layer) - f(low, wp, _plus(b)) - f(high, wn, _minus(b))
-        s = divide(relevance, z, self.stabilizer)
-        return [x * f.transpose(s, x, w) - low * f.transpose(s, x, wp) - high * f.transpose(s, x, wn)]
+        bounds = f.blocks([low, high], [[wp, wn]])
+        (z,) = bounds.evaluate([b])  # f(l; W+, b+) + f(h; W-, b-), as b+ + b- = b
+        s = divide(relevance, torch.sub(self._output(layer), z, out=z), self.stabilizer)
+        return [f.blocks([x, low, high], [[w, -wp, -wn]]).gather(s)]
 
 
 def _bound(value: Any, x: torch.Tensor, reduce: Callable[..., torch.Tensor]) -> torch.Tensor:
@@ -419,13 +438,26 @@ def _bound(value: Any, x: torch.Tensor, reduce: Callable[..., torch.Tensor]) -> 
 
 class Flat(_Weighted):
     """LRP-flat (Lapuschkin et al. 2019): relevance spread uniformly over each output's receptive field,
-    ``R_j = sum_k 1 / (sum_i 1) R_k`` (weights and inputs set to one, no bias)."""
+    ``R_j = sum_k 1 / (sum_i 1) R_k`` (weights and inputs set to one, no bias).
+
+    The denominator counts the inputs in a receptive field: the same for every output channel of a group and
+    every sample, so it is computed once for one output channel per group, and the relevance of a group's
+    output channels is summed before its one transposed pass.
+    """
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         self._check(layer)
         f, (x,) = layer.affine, layer.inputs
-        ones = torch.ones_like(f.weight)
-        s = divide_signed(relevance, f(torch.ones_like(x), ones, None), self.stabilizer, 1.0)
+        if f.transposed:
+            ones = torch.ones_like(f.weight)
+            s = divide_signed(relevance, f(torch.ones_like(x), ones, None), self.stabilizer, 1.0)
+            return [f.transpose(s, x, ones)]
+        groups = 1 if f.kind == "linear" else f.groups
+        ones = torch.ones((groups, *f.weight.shape[1:]), dtype=f.weight.dtype, device=f.weight.device)
+        count = f(torch.ones_like(x[:1]), ones, None)
+        dim = -1 if f.kind == "linear" else 1
+        total = relevance.unflatten(dim, (groups, -1)).sum(dim % relevance.dim() + 1)
+        s = _ratio_into(total, total, self.stabilizer, count.add_(self.stabilizer))
         return [f.transpose(s, x, ones)]
 
 
