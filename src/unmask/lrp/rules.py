@@ -240,6 +240,13 @@ class _Weighted(Rule):
         if layer.affine is None:
             raise ValueError(f"{layer.describe()}: {type(self).__name__} applies to convolutions and dense layers")
 
+    def _signed_weights(self, layer: "Layer") -> tuple[Any, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """``(f, x, b, W+, W-)`` of a weighted layer (``b`` is ``None`` under ``zero_bias``)."""
+        self._check(layer)
+        f, (x,) = layer.affine, layer.inputs
+        w = f.weight
+        return f, x, self._bias(f), w.clamp(min=0), w.clamp(max=0)
+
 
 def _plus(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.clamp(min=0)
@@ -287,10 +294,7 @@ class ZPlus(_Weighted):
     """
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
-        self._check(layer)
-        f, (x,) = layer.affine, layer.inputs
-        w, b = f.weight, self._bias(f)
-        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        f, x, b, wp, wn = self._signed_weights(layer)
         parts, weights = _signed(x, layer.nonnegative[0], [[wp, wn]])
         blocks = f.blocks(parts, weights)
         (z,) = blocks.evaluate([_plus(b)], [self.stabilizer])  # z+ >= 0: stabilised through the bias
@@ -332,10 +336,7 @@ class AlphaBeta(_Weighted):
         super().__init__(stabilizer, zero_bias)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
-        self._check(layer)
-        f, (x,) = layer.affine, layer.inputs
-        w, b = f.weight, self._bias(f)
-        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        f, x, b, wp, wn = self._signed_weights(layer)
         parts, weights = _signed(x, layer.nonnegative[0], [[wp, wn], [wn, wp]])
         blocks = f.blocks(parts, weights)  # z+ >= 0 and z- <= 0, stabilised through the biases
         z_pos, z_neg = blocks.evaluate([_plus(b), _minus(b)], [self.stabilizer, -self.stabilizer])
@@ -408,16 +409,13 @@ class ZBox(_Weighted):
         super().__init__(stabilizer, zero_bias)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
-        self._check(layer)
-        f, (x,) = layer.affine, layer.inputs
-        w, b = f.weight, self._bias(f)
-        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        f, x, b, wp, wn = self._signed_weights(layer)
         low = _bound(self.low, x, torch.amin)
         high = _bound(self.high, x, torch.amax)
         bounds = f.blocks([low, high], [[wp, wn]])
         (z,) = bounds.evaluate([b])  # f(l; W+, b+) + f(h; W-, b-), as b+ + b- = b
         s = divide(relevance, torch.sub(self._output(layer), z, out=z), self.stabilizer)
-        return [f.blocks([x, low, high], [[w, -wp, -wn]]).gather(s)]
+        return [f.blocks([x, low, high], [[f.weight, -wp, -wn]]).gather(s)]
 
 
 def _bound(value: Any, x: torch.Tensor, reduce: Callable[..., torch.Tensor]) -> torch.Tensor:
