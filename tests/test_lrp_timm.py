@@ -31,7 +31,12 @@ def unfolded_batchnorms(graph) -> list[str]:
             and graph.steps.get(s.inputs[0]) is not None and graph.steps[s.inputs[0]].affine is not None]
 
 
-@pytest.mark.parametrize("name", ["res2net50_26w_4s", "cspresnet50", "regnetx_016", "repvgg_a0", "inception_v3"])
+# the ten architectures (about 1-5 s each at 64 px, inception_v3 at its smallest input, 75 px)
+LRP0_MODELS = ["resnet50", "densenet121", "res2net50_26w_4s", "cspresnet50", "regnetx_016", "repvgg_a0", "dla34",
+               "hrnet_w18_small", "inception_v3", "vgg16_bn"]
+
+
+@pytest.mark.parametrize("name", LRP0_MODELS)
 def test_lrp0_is_gradient_times_input_on_timm_models(name):
     model = zero_shifts(create(name, torch.float64))
     size = 75 if name == "inception_v3" else 64  # the smallest input inception_v3 takes
