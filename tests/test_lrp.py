@@ -208,6 +208,21 @@ def test_max_pooling_winner_or_average():
     torch.testing.assert_close(average, x / 8 * 3, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.MaxPool2d(3, 1, 1, dilation=2)])
+def test_max_pooling_routes_relevance_to_the_winners_autograd_picks(pool):
+    """The winners' indices kept by the forward pass route relevance as max pooling's own backward does,
+    ties (the constant block) and overlapping, padded, dilated and ceil-mode windows included."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.ReLU(), pool, nn.Flatten()).double().eval()
+    x = torch.randn(2, 2, 9, 9, dtype=torch.float64)
+    x[:, :, :4, :4] = 1.0
+    explainer = unmask.LRP(model, unmask.lrp.preset("epsilon", epsilon=0.0, stabilizer=0.0))
+    relevance = explainer.explain(x, target=4).relevance
+    leaf = x.clone().requires_grad_(True)
+    model(leaf)[:, 4].sum().backward()
+    torch.testing.assert_close(relevance, leaf.grad * x, rtol=1e-12, atol=1e-12)
+
+
 def test_first_layer_is_the_one_that_consumes_the_input():
     class Reordered(nn.Module):
         def __init__(self):

@@ -461,15 +461,30 @@ class ExplainableGraph:
             return self._defaults[node]
         return self._call(node, values)  # computed from constants only (e.g. a shape): on demand
 
-    def forward(self, inputs: torch.Tensor) -> tuple[dict[fx.Node, Any], torch.Tensor]:
-        """Forward pass keeping every intermediate value: ``(values by node, output)``."""
-        env: dict[fx.Node, Any] = {self.input: inputs}
+    def forward(self, inputs: torch.Tensor) -> tuple[dict[Any, Any], torch.Tensor]:
+        """Forward pass keeping every intermediate value: ``(values by node, output)``. A 2-d max pooling
+        module also keeps its winners' indices, under ``(node, "indices")``, for its vjp."""
+        env: dict[Any, Any] = {self.input: inputs}
         for step in self.ordered():
-            env[step.node] = self.evaluate(step, env)
+            pool = _max_pool_2d(step)
+            if pool is not None and isinstance(env.get(step.inputs[0]), torch.Tensor) and env[step.inputs[0]].dim() == 4:
+                env[step.node], env[(step.node, "indices")] = F.max_pool2d(
+                    env[step.inputs[0]], pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode,
+                    return_indices=True)
+            else:
+                env[step.node] = self.evaluate(step, env)
         return env, env[self.output]
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.forward(inputs)[1]
+
+
+def _max_pool_2d(step: Step) -> nn.MaxPool2d | None:
+    """The ``nn.MaxPool2d`` a step calls (one that does not return indices itself), else ``None``."""
+    module = step.module
+    if step.node.op == "call_module" and type(module) is nn.MaxPool2d and not module.return_indices:
+        return module
+    return None
 
 
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")

@@ -55,6 +55,12 @@ class Layer:
             return [self.affine.transpose(grad, self.inputs[0])]
         if _takes_piece(self.step.node, self.inputs):  # one piece of split/chunk/unbind: routed to its slot
             return [grad] + [None] * (len(self.inputs) - 1)
+        indices = self.values.get((self.step.node, "indices"))
+        if indices is not None:  # max pooling: the gradient goes to the winners the forward pass recorded
+            (x,) = self.inputs
+            routed = x.new_zeros(x.shape[:2] + (x.shape[2] * x.shape[3],))
+            routed.scatter_add_(2, indices.flatten(2), grad.flatten(2).to(x.dtype))
+            return [routed.view_as(x)]
         carriers = [i for i, x in enumerate(self.inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
         with torch.enable_grad():
             leaves = {self.step.inputs[i]: self.inputs[i].detach().requires_grad_(True) for i in carriers}
