@@ -42,6 +42,31 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / max(1, len(x))
 
 
+def metrics(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, test: CleverHans, x_test: torch.Tensor,
+            y_test: torch.Tensor) -> dict:
+    """Accuracy on train and test, per class, on the tagged circles with and without their tag, on the
+    untagged circles, and the shortcut check of :func:`unmask.data.cleverhans.verify`."""
+    tagged = np.flatnonzero(test.tagged)
+    untagged_circles = np.flatnonzero((test.labels == test.tag_class) & ~test.tagged)
+    per_class = {
+        name: accuracy(model, x_test[test.labels == c], y_test[test.labels == c]) for c, name in enumerate(CLASSES)
+    }
+    return {
+        "train_accuracy": accuracy(model, x_train, y_train),
+        "test_accuracy": accuracy(model, x_test, y_test),
+        "test_accuracy_per_class": per_class,
+        "tagged_circles_accuracy": accuracy(model, x_test[tagged], y_test[tagged]),
+        "tagged_circles_accuracy_tag_removed": accuracy(model, test.batch(tagged, tag=False), y_test[tagged]),
+        "untagged_circles_accuracy": accuracy(model, x_test[untagged_circles], y_test[untagged_circles]),
+        "verification": verify(model, test),
+    }
+
+
+def print_epoch(epoch: int, epochs: int, loss: float, accuracy_: float, started: float) -> None:
+    print(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, test accuracy {accuracy_:.4f} "
+          f"({time.perf_counter() - started:.0f} s)", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=6)
@@ -82,41 +107,23 @@ def main() -> int:
             optimizer.step()
             schedule.step()
             total += float(loss.detach()) * len(batch)
-        print(
-            f"epoch {epoch + 1}/{args.epochs}: loss {total / len(train):.4f}, "
-            f"test accuracy {accuracy(model, x_test, y_test):.4f} ({time.perf_counter() - started:.0f} s)",
-            flush=True,
-        )
+        print_epoch(epoch, args.epochs, total / len(train), accuracy(model, x_test, y_test), started)
     model.eval()
 
-    tagged = np.flatnonzero(test.tagged)
-    untagged_circles = np.flatnonzero((test.labels == test.tag_class) & ~test.tagged)
-    per_class = {
-        name: accuracy(model, x_test[test.labels == c], y_test[test.labels == c]) for c, name in enumerate(CLASSES)
-    }
-    x_removed = test.batch(tagged, tag=False)
-    metrics = {
-        "train_accuracy": accuracy(model, x_train, y_train),
-        "test_accuracy": accuracy(model, x_test, y_test),
-        "test_accuracy_per_class": per_class,
-        "tagged_circles_accuracy": accuracy(model, x_test[tagged], y_test[tagged]),
-        "tagged_circles_accuracy_tag_removed": accuracy(model, x_removed, y_test[tagged]),
-        "untagged_circles_accuracy": accuracy(model, x_test[untagged_circles], y_test[untagged_circles]),
-        "verification": verify(model, test),
-    }
+    measured = metrics(model, x_train, y_train, test, x_test, y_test)
     info = {
         "model": "CleverHansNet",
         "data": {"train": train.describe(), "test": test.describe()},
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": "Adam + one-cycle", "seed": args.seed},
         "seconds": round(time.perf_counter() - started, 1),
-        **metrics,
+        **measured,
         "torch": torch.__version__,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / f"{args.name}.pt"
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, weights)
     (args.out / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(measured, indent=2))
     print(f"saved {weights} ({weights.stat().st_size / 1e3:.0f} kB) in {info['seconds']} s")
     return 0
 

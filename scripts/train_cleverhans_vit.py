@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -25,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_cleverhans import accuracy, tensors  # noqa: E402
-from unmask.data.cleverhans import CLASSES, CleverHans, verify  # noqa: E402
+from train_cleverhans import accuracy, metrics, print_epoch, tensors  # noqa: E402
+from unmask.data.cleverhans import CLASSES, CleverHans  # noqa: E402
 from unmask.zoo.cleverhans_vit import CleverHansViT  # noqa: E402
 
 
@@ -86,27 +85,10 @@ def main() -> int:
             optimizer.step()
             schedule.step()
             total += float(loss.detach()) * len(batch)
-        print(
-            f"epoch {epoch + 1}/{args.epochs}: loss {total / len(train):.4f}, "
-            f"test accuracy {accuracy(model, x_test, y_test):.4f} ({time.perf_counter() - started:.0f} s)",
-            flush=True,
-        )
+        print_epoch(epoch, args.epochs, total / len(train), accuracy(model, x_test, y_test), started)
     model.eval()
 
-    tagged = np.flatnonzero(test.tagged)
-    untagged_circles = np.flatnonzero((test.labels == test.tag_class) & ~test.tagged)
-    per_class = {
-        name: accuracy(model, x_test[test.labels == c], y_test[test.labels == c]) for c, name in enumerate(CLASSES)
-    }
-    metrics = {
-        "train_accuracy": accuracy(model, x_train, y_train),
-        "test_accuracy": accuracy(model, x_test, y_test),
-        "test_accuracy_per_class": per_class,
-        "tagged_circles_accuracy": accuracy(model, x_test[tagged], y_test[tagged]),
-        "tagged_circles_accuracy_tag_removed": accuracy(model, test.batch(tagged, tag=False), y_test[tagged]),
-        "untagged_circles_accuracy": accuracy(model, x_test[untagged_circles], y_test[untagged_circles]),
-        "verification": verify(model, test),
-    }
+    measured = metrics(model, x_train, y_train, test, x_test, y_test)
     info = {
         "model": "CleverHansViT",
         "data": {"train": train.describe(), "test": test.describe()},
@@ -115,14 +97,14 @@ def main() -> int:
                      "seed": args.seed},
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds": round(time.perf_counter() - started, 1),
-        **metrics,
+        **measured,
         "torch": torch.__version__,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "cleverhans_vit.pt"
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, path)
     (args.out / "cleverhans_vit.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(measured, indent=2))
     print(f"saved {path} ({path.stat().st_size / 1e3:.0f} kB) in {info['seconds']} s")
     return 0
 
