@@ -5,6 +5,8 @@ import statistics
 import time
 from typing import Callable
 
+from torch import nn
+
 import torch
 
 
@@ -27,3 +29,28 @@ def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int, dev
             synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def baseline_runs(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """The two references every method is timed against: the forward pass alone, and the plain input
+    gradient of the ``target`` logits (forward + backward, parameters frozen by the caller)."""
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def gradient() -> None:
+        leaf = x.clone().requires_grad_(True)
+        out = model(leaf)
+        torch.autograd.grad(out[torch.arange(len(x)), target].sum(), leaf)
+
+    return {"forward": forward, "gradient": gradient}
+
+
+def print_medians(title: str, medians: dict[str, float], width: int = 34) -> None:
+    """One table: milliseconds per batch and the multiple of the ``gradient`` run."""
+    base = medians["gradient"]
+    print(f"\n{title}:")
+    print(f"  {'':{width}s} {'ms/batch':>10s} {'x gradient':>11s}")
+    for name, value in medians.items():
+        print(f"  {name:{width}s} {value * 1e3:10.1f} {value / base:11.2f}")

@@ -18,7 +18,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import unmask  # noqa: E402
-from _timing import interleaved_medians  # noqa: E402
+from _timing import baseline_runs, interleaved_medians, print_medians  # noqa: E402
 from zennit_oracle import import_zennit  # noqa: E402
 
 COMPOSITES = {
@@ -76,19 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             low = torch.full((1, 3, 1, 1), -2.2, device=device)
             high = torch.full((1, 3, 1, 1), 2.7, device=device)
             target = torch.zeros(batch, dtype=torch.long, device=device)
-            runs = {}
-
-            def forward():
-                with torch.no_grad():
-                    model(x)
-
-            def gradient():
-                leaf = x.clone().requires_grad_(True)
-                out = model(leaf)
-                torch.autograd.grad(out[torch.arange(batch), target].sum(), leaf)
-
-            runs["forward"] = forward
-            runs["gradient"] = gradient
+            runs = baseline_runs(model, x, target)
             for ours, theirs in COMPOSITES.items():
                 box = {"low": low, "high": high} if ours == "epsilon_gamma_box" else {}
                 explainer = unmask.LRP(model, composite=ours, **box)
@@ -104,11 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
                     runs[f"zennit {ours}"] = zennit_run
             medians = interleaved_medians(runs, args.repeats, device)
-            base = medians["gradient"]
-            print(f"\n{model_name}, batch {batch}, 224x224 (median of {args.repeats}):")
-            print(f"  {'':34s} {'ms/batch':>10s} {'x gradient':>11s}")
-            for name, value in medians.items():
-                print(f"  {name:34s} {value * 1e3:10.1f} {value / base:11.2f}")
+            print_medians(f"{model_name}, batch {batch}, 224x224 (median of {args.repeats})", medians)
             if zennit is not None:
                 for ours in COMPOSITES:
                     ratio = medians[f"zennit {ours}"] / medians[f"unmask {ours}"]

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import unmask  # noqa: E402
-from _timing import interleaved_medians  # noqa: E402
+from _timing import baseline_runs, interleaved_medians, print_medians  # noqa: E402
 from torchvision_standin import install  # noqa: E402
 
 
@@ -45,25 +45,11 @@ def main(argv: list[str] | None = None) -> None:
         for batch in args.batch:
             x = torch.randn(batch, 3, args.size, args.size, device=device)
             target = torch.zeros(batch, dtype=torch.long, device=device)
-
-            def forward():
-                with torch.no_grad():
-                    model(x)
-
-            def gradient():
-                leaf = x.clone().requires_grad_(True)
-                out = model(leaf)
-                torch.autograd.grad(out[torch.arange(batch), target].sum(), leaf)
-
-            runs = {"forward": forward, "gradient": gradient}
+            runs = baseline_runs(model, x, target)
             for mode, explainer in explainers.items():
                 runs[f"lrp.attnlrp attention={mode}"] = lambda e=explainer: e.explain(x, target=target)
             medians = interleaved_medians(runs, args.repeats, device)
-            base = medians["gradient"]
-            print(f"\n{model_name}, batch {batch}, {args.size}x{args.size} (median of {args.repeats}):")
-            print(f"  {'':30s} {'ms/batch':>10s} {'x gradient':>11s}")
-            for name, value in medians.items():
-                print(f"  {name:30s} {value * 1e3:10.1f} {value / base:11.2f}")
+            print_medians(f"{model_name}, batch {batch}, {args.size}x{args.size} (median of {args.repeats})", medians, 30)
 
 
 if __name__ == "__main__":
