@@ -123,20 +123,23 @@ def test_embeddings_and_to_dict():
     assert spray(maps, embedding=None).embedding is None
 
 
+class PlantedImages(torch.utils.data.Dataset):
+    """The planted heatmaps of :func:`planted` as 3-channel images with their group as the label."""
+
+    def __init__(self, n: int, groups: int, size: int):
+        self.maps, self.truth = planted(n, groups, size=size)
+
+    def __len__(self):
+        return len(self.maps)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.maps[i])[None].repeat(3, 1, 1), int(self.truth[i])
+
+
 def test_spray_reads_a_store(tmp_path):
     from unmask.store import attribute
 
-    class Maps(torch.utils.data.Dataset):
-        def __init__(self):
-            self.maps, self.truth = planted(120, 2, size=8)
-
-        def __len__(self):
-            return 120
-
-        def __getitem__(self, i):
-            return torch.from_numpy(self.maps[i])[None].repeat(3, 1, 1), int(self.truth[i])
-
-    data = Maps()
+    data = PlantedImages(120, 2, size=8)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 2))
     store = attribute(model, data, tmp_path / "s", method="gradient_x_input", target=0, shard_size=50, progress=False)
     from_store = spray(store, size=8, embedding=None)
@@ -294,17 +297,7 @@ def test_a_store_is_pooled_slice_by_slice_and_progress_is_shown(tmp_path, monkey
     spray_module = importlib.import_module("unmask.analyze.spray")  # the package exports the function under that name
     from unmask.store import attribute
 
-    class Maps(torch.utils.data.Dataset):
-        def __init__(self):
-            self.maps, self.truth = planted(90, 3, size=16)
-
-        def __len__(self):
-            return 90
-
-        def __getitem__(self, i):
-            return torch.from_numpy(self.maps[i])[None].repeat(3, 1, 1), int(self.truth[i])
-
-    data = Maps()
+    data = PlantedImages(90, 3, size=16)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 256, 3))
     store = attribute(model, data, tmp_path / "s", method="gradient_x_input", target=0, relevance="full", shard_size=32, progress=False)
     read = []
