@@ -279,6 +279,7 @@ class ExplainableGraph:
         Affine ones (``x * c + d``) are left to BatchNorm folding and their own rules."""
         source: dict[fx.Node, fx.Node] = {}  # node -> the tensor it is an elementwise function of
         inner: dict[fx.Node, list[fx.Node]] = {}  # node -> the steps between that tensor and it
+        order = {n: i for i, n in enumerate(self.steps)}
         for node, step in self.steps.items():
             if not is_elementwise(node, step.kind) or not step.inputs:
                 continue
@@ -287,7 +288,7 @@ class ExplainableGraph:
                 continue
             source[node] = roots.pop()
             members = {m for n in step.inputs if n in source for m in inner[n] + [n]}
-            inner[node] = [n for n in self.steps if n in members]  # in forward order
+            inner[node] = sorted(members, key=order.__getitem__)  # in forward order
         for node, root in source.items():
             if any(source.get(user) is root for user in node.users) and self.output is not node:
                 continue  # not the end of its elementwise function

@@ -299,8 +299,9 @@ class ZPlus(_Weighted):
         blocks = f.blocks(parts, weights)
         (z,) = blocks.evaluate([_plus(b)], [self.stabilizer])  # z+ >= 0: stabilised through the bias
         lost = None
-        if z.numel() and bool(z.amin() <= self.stabilizer):  # some output may lack positive contributions: test exactly
-            lost = _without_contributions(relevance, f.blocks(parts, weights).evaluate([_plus(b)])[0])
+        if z.numel() and bool(z.amin() <= self.stabilizer):  # some output may lack positive contributions
+            if bool(torch.where(z <= self.stabilizer, relevance, _scalar(0.0, relevance)).any()):  # ... and receives relevance: test exactly
+                lost = _without_contributions(relevance, f.blocks(parts, weights).evaluate([_plus(b)])[0])
         _ratio_into(relevance, z, self.stabilizer)
         result = blocks.gather()
         if lost is not None:  # z- = f(x+; W-, b-) + f(x-; W+) takes the relevance of those outputs
