@@ -775,7 +775,7 @@ def compare(
                     explainers[name] = get_method(method)(net.model, **method_params)
                 wanted: Any = "predicted"
                 if target == "label":
-                    wanted = torch.as_tensor(mappings[name][source.labels[batch]], device=device)
+                    wanted = torch.as_tensor(mappings[name][labels_array[batch]], device=device)
                 explanation = explainers[name].explain(x, target=wanted)
                 output = explanation.output.detach().float()
                 chosen = explanation.target.detach()

@@ -17,8 +17,8 @@ import sys
 import time
 from typing import Any
 
-from ._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, positive_int
-from ._args import error as _error
+from ._args import EXIT_OK, UsageError, check_device, positive_int
+from ._run import run_command
 
 DEFAULT_METHOD = "lrp.epsilon_plus_flat"
 
@@ -63,23 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``unmask compare`` for parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except UsageError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line, no traceback
-        from .. import cli
-        from ..data.images import ImageLoadError
-
-        if isinstance(error, (cli.UsageError, ImageLoadError, FileNotFoundError)):
-            _error(" ".join(str(error).split()))
-            return EXIT_USAGE
-        _error(f"comparison failed: {type(error).__name__}: {' '.join(str(error).split())}")
-        return EXIT_FAILED
+    return run_command("compare", _run, args)
 
 
 def parse_model(text: str, trust_pickle: bool, device: str) -> tuple[str, Any]:
@@ -107,8 +91,6 @@ def parse_data(spec: str) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     from .. import get_method
     from ..analyze.compare import compare
     from ..analyze.compare_report import JSON_NAME, write_report
@@ -116,8 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     from ._params import one_method_params
 
     started = time.perf_counter()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    check_device(args.device)
     try:
         params = one_method_params(args.method, get_method(args.method), args.params)
     except ValueError as error:
