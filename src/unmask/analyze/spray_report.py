@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._io import write_bytes, write_png
+from .spray import DENSITY_CLUSTERERS
 from ..report.page import escape, figure_png, image as img, number, page, percent, table, td, write_page
 
 __all__ = ["write_report"]
@@ -43,7 +44,7 @@ _PALETTE = [
 def _clusters_caption(result: Any) -> str:
     """Where the number of clusters came from: the eigengap, --clusters, or a density clusterer."""
     clusterer = result.settings.get("clusterer", "kmeans")
-    if clusterer in ("dbscan", "hdbscan"):
+    if clusterer in DENSITY_CLUSTERERS:
         noise = int((result.labels < 0).sum())
         return f"clusters (found by {clusterer}{f'; {noise} noise samples' if noise else ''})"
     if result.n_clusters == result.suggested_n_clusters:

@@ -320,47 +320,46 @@ def write_broden(
     coverage: Counter[int] = Counter()
     category_images: Counter[str] = Counter()
     index_rows = []
-    bar = progress_bar(progress, len(indices), "write Broden", "image", leave=True)
-    for index in indices:
-        sample = dataset[int(index)]
-        stem = f"{int(index):06d}"
-        pixels = np.clip(np.rint(sample.image.permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8)
-        image_name = f"{stem}.{image_format}"
-        options = {"quality": 95} if image_format == "jpg" else {}
-        Image.fromarray(pixels).save(folder / "images" / image_name, **options)
-        cells: dict[str, list[str]] = {c: [] for c in categories}
-        seen: set[int] = set()
-        for p, plane in enumerate(sample.planes.numpy()):
-            numbers = np.unique(plane[plane > 0])
-            owners = {dataset.label_category[int(n)] for n in numbers}
-            owners.discard(None)
-            if owners:
-                category = sorted(owners, key=categories.index)[0]
-            elif p < len(categories) and bool(sample.present[p]) and not cells[categories[p]]:
-                category = categories[p]  # an empty plane: "annotated, nothing there" (kept for the union)
-            else:
-                continue
-            name = f"{stem}_{category}_{p}.png"
-            encode_mask(plane).save(folder / "images" / name)
-            cells[category].append(name)
-            for n in numbers.tolist():
-                seen.add(int(n))
-                coverage[int(n)] += int((plane == n).sum())
-        for number in sample.image_labels.tolist():
-            if number <= 0:
-                continue
-            category = dataset.label_category[number] or categories[0]
-            cells[category].append(str(number))
-            seen.add(number)
-        for k, category in enumerate(categories):
-            if bool(sample.present[k]) or cells[category]:
-                category_images[category] += 1
-        frequency.update(seen)
-        ih, iw = pixels.shape[:2]
-        sh, sw = sample.planes.shape[1:]
-        index_rows.append([image_name, split, ih, iw, sh, sw] + [";".join(cells[c]) for c in categories])
-        bar.update(1)
-    bar.close()
+    with progress_bar(progress, len(indices), "write Broden", "image", leave=True) as bar:
+        for index in indices:
+            sample = dataset[int(index)]
+            stem = f"{int(index):06d}"
+            pixels = np.clip(np.rint(sample.image.permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8)
+            image_name = f"{stem}.{image_format}"
+            options = {"quality": 95} if image_format == "jpg" else {}
+            Image.fromarray(pixels).save(folder / "images" / image_name, **options)
+            cells: dict[str, list[str]] = {c: [] for c in categories}
+            seen: set[int] = set()
+            for p, plane in enumerate(sample.planes.numpy()):
+                numbers = np.unique(plane[plane > 0])
+                owners = {dataset.label_category[int(n)] for n in numbers}
+                owners.discard(None)
+                if owners:
+                    category = sorted(owners, key=categories.index)[0]
+                elif p < len(categories) and bool(sample.present[p]) and not cells[categories[p]]:
+                    category = categories[p]  # an empty plane: "annotated, nothing there" (kept for the union)
+                else:
+                    continue
+                name = f"{stem}_{category}_{p}.png"
+                encode_mask(plane).save(folder / "images" / name)
+                cells[category].append(name)
+                for n in numbers.tolist():
+                    seen.add(int(n))
+                    coverage[int(n)] += int((plane == n).sum())
+            for number in sample.image_labels.tolist():
+                if number <= 0:
+                    continue
+                category = dataset.label_category[number] or categories[0]
+                cells[category].append(str(number))
+                seen.add(number)
+            for k, category in enumerate(categories):
+                if bool(sample.present[k]) or cells[category]:
+                    category_images[category] += 1
+            frequency.update(seen)
+            ih, iw = pixels.shape[:2]
+            sh, sw = sample.planes.shape[1:]
+            index_rows.append([image_name, split, ih, iw, sh, sw] + [";".join(cells[c]) for c in categories])
+            bar.update(1)
 
     with open(folder / "index.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

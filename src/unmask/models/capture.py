@@ -31,7 +31,6 @@ class Capture:
         self.calls: dict[str, int] = {n: 0 for n in self.names}
         self.stop_early = False
         self.wanted: set[str] = set(self.names)
-        self.transform: Callable[[str, torch.Tensor], torch.Tensor] | None = None  # instead of the copy
         self.handles = [resolve_layer(model, n).register_forward_hook(self._hook(n)) for n in self.names]
 
     def _hook(self, name: str) -> Callable[..., None]:
@@ -41,10 +40,7 @@ class Capture:
                 raise ValueError(f"layer {name!r} runs more than once per forward pass; pick a module that runs once")
             tensor = output[0] if isinstance(output, (tuple, list)) and output else output
             if isinstance(tensor, torch.Tensor):
-                if self.transform is not None:
-                    self.outputs[name] = self.transform(name, tensor)
-                else:
-                    self.outputs[name] = tensor.detach().clone() if self.detach else tensor.clone()
+                self.outputs[name] = tensor.detach().clone() if self.detach else tensor.clone()
             if self.stop_early and all(n in self.outputs for n in self.wanted):
                 raise _Stop
 

@@ -15,6 +15,7 @@ import numpy as np
 from .._io import json_safe
 from .._utils.progress import Progress, progress_bar
 from ..models import as_module, model_device, on_device
+from ._ray import ENGINES
 from ._guard import acquire_writer_lock, check_merge_target, release
 from ._skip import Skipped, Tolerant, explain_tolerant, first_loadable, record_skipped
 from ._format import (
@@ -290,7 +291,7 @@ def attribute(
             raise StoreError(f"{name} must be a positive integer, got {value!r}")
     if not 0 <= worker < workers:
         raise StoreError(f"worker must be in 0 .. {workers - 1}, got {worker}")
-    if engine not in ("local", "ray"):
+    if engine not in ENGINES:
         raise StoreError(f"engine must be 'local' or 'ray', got {engine!r}")
     if isinstance(target, str) and target not in ("predicted", "label"):
         raise StoreError(f"target must be 'predicted', 'label' or a class index, got {target!r}")

@@ -30,6 +30,7 @@ from PIL import Image
 from torch import nn
 
 from ..._utils.registry import Registry
+from ..devices import model_device
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -181,9 +182,7 @@ class ZooModel:
 
     @property
     def device(self) -> torch.device:
-        for tensor in list(self.model.parameters()) + list(self.model.buffers()):
-            return tensor.device
-        return torch.device("cpu")
+        return model_device(self.model)
 
     def to(self, device: str | torch.device) -> "ZooModel":
         self.model.to(device)
