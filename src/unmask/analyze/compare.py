@@ -488,6 +488,7 @@ class Comparison:
         """Every number, JSON-ready (pairs keyed ``"A vs B"``)."""
         groups = self.groups()
         models = {}
+        accuracy_per_class = self.accuracy_table()
         for name, m in self.models.items():
             entry: dict[str, Any] = {
                 "description": m.description,
@@ -495,7 +496,7 @@ class Comparison:
                 "classes": m.classes if len(m.classes) <= 100 else f"{len(m.classes)} classes",
                 "settings": m.settings,
                 "accuracy": m.accuracy,
-                "accuracy_per_class": self.accuracy_table().get(name),
+                "accuracy_per_class": accuracy_per_class.get(name),
                 "predictions": m.predictions.tolist(),
                 "predicted_names": m.predicted_names(),
                 "targets": m.targets.tolist(),

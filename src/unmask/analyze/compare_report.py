@@ -68,6 +68,7 @@ def _sample_grids(comparison: Comparison, out: Path) -> list[dict[str, Any]]:
     shown = comparison.shown.tolist()
     first = next(iter(comparison.models.values()))
     entries = []
+    predicted = {name: model.predicted_names() for name, model in comparison.models.items()}
     for row, position in enumerate(shown):
         columns: dict[str, Any] = {"input": to_image(first.views[row])}
         for name, model in comparison.models.items():
@@ -75,7 +76,7 @@ def _sample_grids(comparison: Comparison, out: Path) -> list[dict[str, Any]]:
         picture = grid(columns, size=160)
         relative = f"samples/{position:05d}.png"
         write_png(out / relative, picture)
-        predictions = {name: model.predicted_names()[position] for name, model in comparison.models.items()}
+        predictions = {name: names[position] for name, names in predicted.items()}
         label = int(comparison.labels[position])
         entries.append({
             "position": position,
