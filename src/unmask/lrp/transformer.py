@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..graph.linear import Affine
+from .._utils.validation import finite
 from .rules import Epsilon, Pass, Relevances, Rule, divide
 
 if TYPE_CHECKING:
@@ -54,9 +55,7 @@ class LayerNormEpsilon(Rule):
     """
 
     def __init__(self, epsilon: float = 1e-6):
-        if epsilon < 0:
-            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        self.epsilon = float(epsilon)
+        self.epsilon = finite("epsilon", epsilon, minimum=0)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
         x = layer.inputs[0]
@@ -152,9 +151,7 @@ class MatMul(Rule):
     """
 
     def __init__(self, epsilon: float = 1e-6, constant_softmax: bool = False):
-        if epsilon < 0:
-            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        self.epsilon = float(epsilon)
+        self.epsilon = finite("epsilon", epsilon, minimum=0)
         self.constant_softmax = bool(constant_softmax)
 
     def __call__(self, layer: "Layer", relevance: torch.Tensor) -> Relevances:
@@ -179,9 +176,6 @@ def _vjp(layer: "Layer", grad: torch.Tensor, carriers: list[int]) -> list[torch.
     for i, g in zip(carriers, found):
         result[i] = g
     return result
-
-
-_SOFTMAX_PATH = {"structure", "softmax"}
 
 
 def _from_softmax(layer: "Layer", node: fx.Node) -> bool:
@@ -222,9 +216,7 @@ class Attention(Rule):
 
     def __init__(self, mode: str = "attnlrp", epsilon: float = 1e-6, linear: Rule | None = None):
         self.mode = _check_mode(mode)
-        if epsilon < 0:
-            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        self.epsilon = float(epsilon)
+        self.epsilon = finite("epsilon", epsilon, minimum=0)
         self.linear = linear if linear is not None else Epsilon(epsilon)
 
     def __call__(self, layer: "Layer", relevance: Any) -> Relevances:
