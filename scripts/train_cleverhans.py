@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -67,6 +68,36 @@ def print_epoch(epoch: int, epochs: int, loss: float, accuracy_: float, started:
           f"({time.perf_counter() - started:.0f} s)", flush=True)
 
 
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, lr: float, x_train: torch.Tensor, y_train: torch.Tensor,
+        x_test: torch.Tensor, y_test: torch.Tensor, epochs: int, batch_size: int, seed: int, started: float,
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        clip: float | None = None) -> None:
+    """Cross-entropy training with a one-cycle schedule to ``lr``, shuffled by ``seed``; ``augment`` changes
+    each batch, ``clip`` bounds the gradient norm. Leaves ``model`` in eval mode."""
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=epochs * ((len(x_train) + batch_size - 1) // batch_size)
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        for start in range(0, len(x_train), batch_size):
+            batch = order[start : start + batch_size]
+            optimizer.zero_grad()
+            inputs = x_train[batch] if augment is None else augment(x_train[batch], generator)
+            loss = loss_fn(model(inputs), y_train[batch])
+            loss.backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(batch)
+        print_epoch(epoch, epochs, total / len(x_train), accuracy(model, x_test, y_test), started)
+    model.eval()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=6)
@@ -90,25 +121,7 @@ def main() -> int:
 
     model = CleverHansNet(len(CLASSES))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=args.epochs * ((len(train) + args.batch_size - 1) // args.batch_size)
-    )
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(args.seed)
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(train), generator=generator)
-        total = 0.0
-        for start in range(0, len(train), args.batch_size):
-            batch = order[start : start + args.batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(model(x_train[batch]), y_train[batch])
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += float(loss.detach()) * len(batch)
-        print_epoch(epoch, args.epochs, total / len(train), accuracy(model, x_test, y_test), started)
-    model.eval()
+    fit(model, optimizer, args.lr, x_train, y_train, x_test, y_test, args.epochs, args.batch_size, args.seed, started)
 
     measured = metrics(model, x_train, y_train, test, x_test, y_test)
     info = {

@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_cleverhans import accuracy, metrics, print_epoch, tensors  # noqa: E402
+from train_cleverhans import fit, metrics, tensors  # noqa: E402
 from unmask.data.cleverhans import CLASSES, CleverHans  # noqa: E402
 from unmask.zoo.cleverhans_vit import CleverHansViT  # noqa: E402
 
@@ -67,26 +66,8 @@ def main() -> int:
 
     model = CleverHansViT(len(CLASSES))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=args.epochs * ((len(train) + args.batch_size - 1) // args.batch_size)
-    )
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(args.seed)
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(train), generator=generator)
-        total = 0.0
-        for start in range(0, len(train), args.batch_size):
-            batch = order[start : start + args.batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(model(augment(x_train[batch], generator, args.shift)), y_train[batch])
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            total += float(loss.detach()) * len(batch)
-        print_epoch(epoch, args.epochs, total / len(train), accuracy(model, x_test, y_test), started)
-    model.eval()
+    fit(model, optimizer, args.lr, x_train, y_train, x_test, y_test, args.epochs, args.batch_size, args.seed, started,
+        augment=lambda x, generator: augment(x, generator, args.shift), clip=1.0)
 
     measured = metrics(model, x_train, y_train, test, x_test, y_test)
     info = {
